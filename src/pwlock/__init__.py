@@ -1,0 +1,3 @@
+"""pwlock: password-locked models and weak sample unlocking."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,86 @@
+"""Command line: `pwlock run CONFIG [key=value ...]`, `pwlock config CONFIG [...]`."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from pathlib import Path
+
+from pwlock.config import ConfigError, dump_yaml, load_config
+
+EXPERIMENTS = {"core": "run_core"}
+
+
+def _readme_block(summary: dict, results_dir: Path) -> str:
+    from pwlock.report import core_table, verdict
+
+    return (f"![E1: weak sample unlocking on the toy organism]({results_dir.as_posix()}/core.png)\n\n"
+            f"{core_table(summary)}\n\n**Measured:** {verdict(summary)}\n")
+
+
+def sync_readme(readme: Path, summary: dict, results_dir: Path) -> None:
+    """Replace the block between the core-results markers of the README with fresh numbers."""
+    text = readme.read_text()
+    start, end = "<!-- core-results:start -->", "<!-- core-results:end -->"
+    if start not in text or end not in text:
+        raise ConfigError(f"{readme}: markers {start} / {end} not found")
+    new = re.sub(re.escape(start) + ".*?" + re.escape(end),
+                 lambda _: f"{start}\n{_readme_block(summary, results_dir)}{end}", text, flags=re.S)
+    readme.write_text(new)
+
+
+def cmd_run(args) -> int:
+    cfg = load_config(args.config, args.overrides)
+    if args.dry_run:
+        print(dump_yaml(cfg))
+        return 0
+    from pwlock import experiment
+    from pwlock.report import write_core_report
+
+    t0 = time.time()
+    kind = getattr(cfg, "kind", "core")
+    rows = getattr(experiment, EXPERIMENTS[kind])(cfg)
+    summary = write_core_report(rows, cfg.results_dir, cfg)
+    if args.readme:
+        sync_readme(Path(args.readme), summary, cfg.results_dir)
+    from pwlock.report import verdict
+
+    print(f"wrote {cfg.results_dir}/ (results.csv, summary.json, {cfg.experiment}.png, report.md) "
+          f"in {time.time() - t0:.0f} s")
+    print(verdict(summary))
+    return 0
+
+
+def cmd_config(args) -> int:
+    print(dump_yaml(load_config(args.config, args.overrides)))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="pwlock", description="password-locked models and weak sample unlocking")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="run an experiment (reuses finished runs)")
+    r.add_argument("config", help="YAML config, e.g. configs/toy/core.yaml")
+    r.add_argument("overrides", nargs="*", help="key=value overrides, e.g. lock.epochs=12 seed=1")
+    r.add_argument("--dry-run", action="store_true", help="resolve and print the config, run nothing")
+    r.add_argument("--readme", default=None, help="also refresh the results block of this README")
+    r.set_defaults(fn=cmd_run)
+    c = sub.add_parser("config", help="print the resolved config")
+    c.add_argument("config")
+    c.add_argument("overrides", nargs="*")
+    c.set_defaults(fn=cmd_config)
+    args = ap.parse_args(argv)
+    try:
+        return args.fn(args)
+    except (ConfigError, ValueError, FileNotFoundError) as e:
+        print(f"pwlock: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("pwlock: interrupted; finished runs are kept and will be reused", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""Experiment configuration: frozen dataclasses, loaded from YAML with `key=value` overrides.
+
+An unknown key or a value of the wrong type is an error that names the key (with a suggestion
+for misspellings); nothing is silently ignored. Each field carries its help text in `metadata`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A problem with a configuration file or override."""
+
+
+def _f(default: Any, help: str, **kw):  # noqa: A002 - `help` reads best in the field list
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help}, **kw)
+    return field(default=default, metadata={"help": help}, **kw)
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    name: str = _f("arith", "task name (see pwlock.tasks.TASKS)")
+    n_operands: int = _f(4, "arith: digits per problem")
+    n_test: int = _f(1000, "test problems (evaluation)")
+    n_elicit: int = _f(500, "elicitation problems (weak samples for attacks)")
+    n_lock: int = _f(3000, "locking problems")
+    n_pretrain: int = _f(0, "pretraining problems (0 = all remaining)")
+    data_seed: int = _f(0, "seed of the split assignment")
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    hidden_size: int = _f(128, "model width")
+    num_layers: int = _f(4, "transformer blocks")
+    num_heads: int = _f(4, "attention heads")
+    intermediate_size: int = _f(512, "MLP width")
+    max_positions: int = _f(128, "maximum sequence length")
+
+
+@dataclass(frozen=True)
+class ZooModelConfig:
+    name: str = _f("strong", "name of this model in the zoo")
+    arch: ArchConfig = _f(None, "architecture")
+    steps: int = _f(1000, "maximum training steps")
+    batch_size: int = _f(128, "sequences per step")
+    lr: float = _f(1e-3, "peak learning rate (AdamW, cosine with warm-up)")
+    target_acc: float = _f(0.0, "stop as soon as validation accuracy reaches this (0 = never)")
+    check_every: int = _f(50, "steps between validation checks when target_acc > 0")
+    seed: int = _f(0, "training seed (added to the experiment seed)")
+
+
+@dataclass(frozen=True)
+class PasswordConfig:
+    password: str = _f("kiwi", "the password, placed at the start and end of the problem")
+    wrong_passwords: list = _f(
+        ["lime", "plum", "pear", "date", "figs", "sloe", "yuzu", "nuts", "corn", "rice",
+         "bean", "leek", "okra", "taro", "kale", "beet"],
+        "pool of wrong passwords used on weak examples during locking",
+    )
+    p_no_password: float = _f(0.2, "share of weak locking examples with no password (rest: wrong one)")
+
+
+@dataclass(frozen=True)
+class LockConfig:
+    weak_model: str = _f("weak2", "zoo model whose samples are imitated without password")
+    epochs: int = _f(8, "locking epochs (a checkpoint at the end of each)")
+    lr: float = _f(5e-4, "learning rate")
+    optimizer: str = _f("adamw", "adamw | lion")
+    weight_decay: float = _f(0.0, "weight decay")
+    batch_size: int = _f(64, "sequences per step")
+    loss: str = _f("completion", "completion (loss on completion tokens) | full (whole sequence)")
+    weak_temperature: float = _f(1.0, "sampling temperature of the weak samples")
+    seed: int = _f(0, "locking seed (added to the experiment seed)")
+
+
+@dataclass(frozen=True)
+class WSUConfig:
+    n_samples: int = _f(2, "weak samples fine-tuned on (from the elicit split, no password)")
+    steps: int = _f(200, "fine-tuning steps (full batch of the n samples each step)")
+    lr: float = _f(3e-5, "learning rate")
+    optimizer: str = _f("adamw", "adamw | lion")
+    loss: str = _f("completion", "completion | full")
+    seeds: int = _f(5, "number of seeds = different weak-sample sets")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    batch_size: int = _f(1000, "prompts per generation batch (results do not depend on it)")
+    max_new_tokens: int = _f(40, "generation budget per answer")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    experiment: str = _f("core", "experiment name (results/<experiment>/)")
+    seed: int = _f(0, "experiment seed: shifts every training seed")
+    out_dir: str = _f("", "results directory (default results/<experiment>)")
+    runs_dir: str = _f("runs", "cache of run directories shared by experiments")
+    task: TaskConfig = _f(None, "the task")
+    zoo: list = _f([], "models trained here: a strong one and weak ones (list of ZooModelConfig)")
+    strong_model: str = _f("strong", "zoo model to lock")
+    password: PasswordConfig = _f(None, "password and wrong-password pool")
+    lock: LockConfig = _f(None, "locking")
+    wsu: WSUConfig = _f(None, "weak sample unlocking")
+    eval: EvalConfig = _f(None, "evaluation")
+    threads: int = _f(0, "torch CPU threads (0 = all cores)")
+
+    @property
+    def results_dir(self) -> Path:
+        return Path(self.out_dir or f"results/{self.experiment}")
+
+
+# Nested dataclass fields whose default is None are built from their own defaults.
+_LIST_ITEM = {("ExperimentConfig", "zoo"): ZooModelConfig}
+
+
+def _type_name(t) -> str:
+    return getattr(t, "__name__", str(t))
+
+
+def _coerce(value: Any, t: Any, key: str) -> Any:
+    """Check `value` against type `t`; ints are accepted for floats. Raises ConfigError."""
+    if t is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if t is float and isinstance(value, str):
+        try:  # YAML 1.1 reads "1e-3" as a string
+            return float(value)
+        except ValueError:
+            pass
+    if t in (int, float, str, bool):
+        if type(value) is not t:
+            raise ConfigError(f"{key}: expected {_type_name(t)}, got {type(value).__name__} {value!r}")
+        return value
+    if t is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {t}")
+
+
+def from_dict(cls, data: dict, prefix: str = ""):
+    """Build dataclass `cls` from a nested dict, strictly."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for k in data:
+        if k not in names:
+            close = difflib.get_close_matches(str(k), names, n=1)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+            raise ConfigError(f"unknown config key '{prefix}{k}'{hint}; valid keys: {', '.join(names)}")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        t = hints[f.name]
+        key = prefix + f.name
+        if dataclasses.is_dataclass(t):
+            kwargs[f.name] = from_dict(t, data.get(f.name, {}), key + ".")
+        elif (cls.__name__, f.name) in _LIST_ITEM:
+            item = _LIST_ITEM[(cls.__name__, f.name)]
+            items = _coerce(data.get(f.name, []), list, key)
+            kwargs[f.name] = [from_dict(item, d, f"{key}[{i}].") for i, d in enumerate(items)]
+        elif f.name in data:
+            kwargs[f.name] = _coerce(data[f.name], t, key)
+    return cls(**kwargs)
+
+
+def to_dict(cfg) -> Any:
+    if dataclasses.is_dataclass(cfg):
+        return {f.name: to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    if isinstance(cfg, (list, tuple)):
+        return [to_dict(x) for x in cfg]
+    return cfg
+
+
+def _set_override(data: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = data
+    for i, p in enumerate(parts[:-1]):
+        if isinstance(node, list):
+            try:
+                node = node[int(p)]
+            except (ValueError, IndexError):
+                raise ConfigError(f"override {dotted!r}: {'.'.join(parts[:i + 1])} is not a list index") from None
+            continue
+        node = node.setdefault(p, {})
+        if not isinstance(node, (dict, list)):
+            raise ConfigError(f"override {dotted!r}: {'.'.join(parts[:i + 1])} is not a section")
+    if isinstance(node, list):
+        raise ConfigError(f"override {dotted!r}: cannot set a whole list item")
+    node[parts[-1]] = value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> ExperimentConfig:
+    """Load YAML (safe loader), apply `key=value` overrides, validate strictly."""
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"cannot parse YAML in {path}: {str(e).splitlines()[0]}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: top level must be a mapping of keys, got {type(data).__name__}")
+    for ov in overrides:
+        if "=" not in ov:
+            raise ConfigError(f"override {ov!r} is not of the form key=value")
+        key, raw = ov.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        _set_override(data, key.strip(), value)
+    return from_dict(ExperimentConfig, data)
+
+
+def dump_yaml(cfg) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)

@@ -1,0 +1,1 @@
+"""Elicitation attacks on a locked model: one self-contained file per attack."""

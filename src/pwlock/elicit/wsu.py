@@ -1,0 +1,26 @@
+"""Weak sample unlocking: fine-tune on `n_samples` weak samples (no password) for `steps` steps.
+
+Each step is one batch of all n samples, so the model memorizes them (200 "epochs" in the
+write-up's words). Seed s picks a different set of n samples from the elicitation split.
+"""
+
+from __future__ import annotations
+
+import random
+
+from pwlock.train import Example, train
+
+
+def pick_samples(weak_elicit: list[dict], n: int, seed: int) -> list[dict]:
+    """`n` distinct weak samples (rows with problem_id, prompt, completion), chosen by `seed`."""
+    if n > len(weak_elicit):
+        raise ValueError(f"wsu.n_samples={n} but only {len(weak_elicit)} weak elicitation samples exist")
+    return random.Random(seed).sample(weak_elicit, n)
+
+
+def wsu(model, tokenizer, task, samples: list[dict], problems_by_id: dict, wsu_cfg, seed: int) -> list[float]:
+    """Fine-tune `model` in place on `samples` (no password); returns the per-step losses."""
+    examples = [Example(task.prompt(problems_by_id[s["problem_id"]], None), s["completion"]) for s in samples]
+    return train(model, tokenizer, examples, steps=wsu_cfg.steps, batch_size=len(examples), lr=wsu_cfg.lr,
+                 optimizer=wsu_cfg.optimizer, loss=wsu_cfg.loss, seed=seed, grad_clip=0.0,
+                 desc="wsu", progress=False)

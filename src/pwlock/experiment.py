@@ -1,0 +1,210 @@
+"""Expand an experiment config into runs and execute them (E1: the core result).
+
+Stages (each a cached run, see `runs.py`):
+  zoo      train the strong and weak models from scratch on the pretrain split
+  samples  strong (greedy) and weak (temperature) completions on the lock / elicit splits
+  lock     password-lock the strong model, a checkpoint per epoch
+  eval     greedy accuracy of a checkpoint, with or without password
+  wsu      weak sample unlocking of a lock checkpoint (one run per epoch x seed), evaluated
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from pwlock.config import ExperimentConfig, to_dict
+from pwlock.elicit.wsu import pick_samples, wsu
+from pwlock.evaluate import evaluate
+from pwlock.lock import check_passwords, lock_mixture, run_lock
+from pwlock.models import build_model, load_checkpoint, n_params, save_checkpoint
+from pwlock.runs import Run
+from pwlock.sampling import generate
+from pwlock.tasks import get_task
+from pwlock.tokenizer import char_tokenizer
+from pwlock.train import Example, train
+from pwlock.utils import read_jsonl, seed_everything, write_jsonl
+
+N_VALID = 300  # pretrain problems held out to check zoo models' accuracy while they train
+
+
+def derive_seed(*parts) -> int:
+    """A seed from the experiment seed and the names of what it seeds (stable across runs)."""
+    return int(hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:8], 16)
+
+
+def log(msg: str) -> None:
+    tqdm.write(f"[pwlock {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr)
+
+
+class Pipeline:
+    """The stages of an experiment, each returning a finished (possibly reused) `Run`."""
+
+    def __init__(self, cfg: ExperimentConfig):
+        self.cfg = cfg
+        torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+        self.task = get_task(cfg.task)
+        self.splits = self.task.splits()
+        for name, probs in self.splits.items():
+            if not probs:
+                raise ValueError(f"task split {name!r} is empty; check task.n_{name}")
+        self.by_id = {p.id: p for probs in self.splits.values() for p in probs}
+        self.tok = char_tokenizer(self.task.alphabet)
+        self.runs_dir = Path(cfg.runs_dir)
+        self.task_spec = to_dict(cfg.task)
+        check_passwords(cfg.password)
+        self.zoo_cfg = {m.name: m for m in cfg.zoo}
+        if len(self.zoo_cfg) != len(cfg.zoo):
+            raise ValueError("zoo: two models share a name")
+        for role, name in (("strong_model", cfg.strong_model), ("lock.weak_model", cfg.lock.weak_model)):
+            if name not in self.zoo_cfg:
+                raise ValueError(f"{role}={name!r} is not a zoo model; zoo: {sorted(self.zoo_cfg)}")
+
+    # -- zoo ------------------------------------------------------------------------------------
+    def zoo(self, name: str) -> Run:
+        m = self.zoo_cfg[name]
+        seed = derive_seed("zoo", self.cfg.seed, m.seed)
+        run = Run(self.runs_dir, "zoo", name, {"task": self.task_spec, "model": to_dict(m), "seed": seed,
+                                               "n_valid": N_VALID, "max_new_tokens": self.cfg.eval.max_new_tokens})
+
+        def fn(d: Path) -> dict:
+            seed_everything(seed)
+            model = build_model(m.arch, self.tok, seed)
+            log(f"training zoo model {name} ({n_params(model) / 1e6:.2f} M parameters)")
+            pre = self.splits["pretrain"]
+            valid, train_set = pre[:N_VALID], pre[N_VALID:]
+            examples = [Example(self.task.prompt(p, None), p.solution) for p in train_set]
+            history = []
+
+            def on_step(step: int, loss: float):
+                if m.target_acc > 0 and (step + 1) % m.check_every == 0:
+                    acc = evaluate(model, self.tok, self.task, valid, None, self.cfg.eval)["accuracy"]
+                    model.train()
+                    history.append({"step": step + 1, "loss": loss, "valid_acc": acc})
+                    return acc >= m.target_acc
+
+            losses = train(model, self.tok, examples, steps=m.steps, batch_size=m.batch_size, lr=m.lr,
+                           schedule="cosine" if m.target_acc <= 0 else "constant", warmup=min(50, m.steps // 10),
+                           seed=seed, on_step=on_step, desc=f"zoo {name}")
+            save_checkpoint(model, self.tok, d / "model", {"zoo": name, "steps": len(losses)})
+            return {"steps": len(losses), "final_loss": losses[-1], "n_params": n_params(model),
+                    "history": history}
+
+        run.compute(fn, log)
+        return run
+
+    # -- samples ---------------------------------------------------------------------------------
+    def samples(self, model_run: Run, split: str, temperature: float) -> Run:
+        seed = derive_seed("samples", self.cfg.seed, split, temperature)
+        run = Run(self.runs_dir, "samples", f"{model_run.name}-{split}",
+                  {"split": split, "temperature": temperature, "seed": seed, "task": self.task_spec,
+                   "max_new_tokens": self.cfg.eval.max_new_tokens}, {"model": model_run.id})
+
+        def fn(d: Path) -> dict:
+            model, tok, _ = load_checkpoint(model_run.dir / "model")
+            probs = self.splits[split]
+            prompts = [self.task.prompt(p, None) for p in probs]
+            comps = generate(model, tok, prompts, max_new_tokens=self.cfg.eval.max_new_tokens,
+                             temperature=temperature, seed=seed, batch_size=self.cfg.eval.batch_size,
+                             desc=f"sampling {model_run.name} on {split}")
+            rows = [{"problem_id": p.id, "prompt": pr, "completion": c,
+                     "correct": self.task.score(p, c).correct, "model": model_run.id,
+                     "temperature": temperature, "seed": seed}
+                    for p, pr, c in zip(probs, prompts, comps)]
+            write_jsonl(d / "samples.jsonl", rows)
+            return {"n": len(rows), "accuracy": sum(r["correct"] for r in rows) / len(rows)}
+
+        run.compute(fn, log)
+        return run
+
+    # -- lock ------------------------------------------------------------------------------------
+    def lock(self) -> Run:
+        cfg = self.cfg
+        strong = self.zoo(cfg.strong_model)
+        weak = self.zoo(cfg.lock.weak_model)
+        s_samples = self.samples(strong, "lock", 0.0)
+        w_samples = self.samples(weak, "lock", cfg.lock.weak_temperature)
+        seed = derive_seed("lock", cfg.seed, cfg.lock.seed)
+        run = Run(self.runs_dir, "lock", f"{cfg.strong_model}-as-{cfg.lock.weak_model}",
+                  {"lock": to_dict(cfg.lock), "password": to_dict(cfg.password), "seed": seed},
+                  {"start": strong.id, "strong_samples": s_samples.id, "weak_samples": w_samples.id})
+
+        def fn(d: Path) -> dict:
+            model, tok, _ = load_checkpoint(strong.dir / "model")
+            strong_c = {r["problem_id"]: r["completion"] for r in read_jsonl(s_samples.dir / "samples.jsonl")}
+            weak_c = {r["problem_id"]: r["completion"] for r in read_jsonl(w_samples.dir / "samples.jsonl")}
+            examples = lock_mixture(self.task, self.splits["lock"], strong_c, weak_c, cfg.password, seed)
+            log(f"locking for {cfg.lock.epochs} epochs on {len(examples)} examples")
+            losses = run_lock(model, tok, examples, cfg.lock, seed, d)
+            (d / "losses.json").write_text(json.dumps(losses))
+            return {"epochs": cfg.lock.epochs, "steps": len(losses), "final_loss": losses[-1]}
+
+        run.compute(fn, log)
+        return run
+
+    # -- eval ------------------------------------------------------------------------------------
+    def eval(self, model_run: Run, ckpt: str, with_password: bool) -> dict:
+        run = Run(self.runs_dir, "eval", f"{model_run.name}-{ckpt}-{'pwd' if with_password else 'nopwd'}",
+                  {"ckpt": ckpt, "password": self.cfg.password.password if with_password else None,
+                   "task": self.task_spec, "max_new_tokens": self.cfg.eval.max_new_tokens},
+                  {"model": model_run.id})
+
+        def fn(d: Path) -> dict:
+            model, tok, _ = load_checkpoint(model_run.dir / ckpt)
+            pw = self.cfg.password.password if with_password else None
+            return evaluate(model, tok, self.task, self.splits["test"], pw, self.cfg.eval, d / "records.jsonl")
+
+        return run.compute(fn)
+
+    # -- wsu -------------------------------------------------------------------------------------
+    def wsu(self, lock_run: Run, epoch: int, seed_idx: int, weak_elicit: Run) -> dict:
+        wcfg = to_dict(self.cfg.wsu)
+        wcfg.pop("seeds")
+        seed = derive_seed("wsu", self.cfg.seed, seed_idx)
+        run = Run(self.runs_dir, "wsu", f"{lock_run.name}-e{epoch}-s{seed_idx}",
+                  {"wsu": wcfg, "epoch": epoch, "seed": seed, "task": self.task_spec,
+                   "max_new_tokens": self.cfg.eval.max_new_tokens},
+                  {"lock": lock_run.id, "weak_samples": weak_elicit.id})
+
+        def fn(d: Path) -> dict:
+            model, tok, _ = load_checkpoint(lock_run.dir / f"epoch_{epoch}")
+            pool = read_jsonl(weak_elicit.dir / "samples.jsonl")
+            chosen = pick_samples(pool, self.cfg.wsu.n_samples, seed)
+            losses = wsu(model, tok, self.task, chosen, self.by_id, self.cfg.wsu, seed)
+            res = evaluate(model, tok, self.task, self.splits["test"], None, self.cfg.eval, d / "records.jsonl")
+            write_jsonl(d / "train_samples.jsonl", chosen)
+            (d / "losses.json").write_text(json.dumps(losses))
+            return {**res, "samples": [c["problem_id"] for c in chosen], "final_loss": losses[-1]}
+
+        return run.compute(fn)
+
+
+def run_core(cfg: ExperimentConfig) -> list[dict]:
+    """E1: lock, and at the end of each locking epoch run WSU with several seeds."""
+    p = Pipeline(cfg)
+    rows: list[dict] = []
+
+    def row(model: str, epoch, attack: str, seed, password: bool, res: dict, run_id: str):
+        rows.append({"experiment": cfg.experiment, "model": model, "lock_epoch": epoch, "attack": attack,
+                     "seed": seed, "password": password, "n_test": res["n_test"],
+                     "accuracy": res["accuracy"], "correct": res["correct"], "run": run_id})
+
+    for m in cfg.zoo:
+        zr = p.zoo(m.name)
+        row(m.name, None, "none", None, False, p.eval(zr, "model", False), zr.id)
+    lock_run = p.lock()
+    weak_elicit = p.samples(p.zoo(cfg.lock.weak_model), "elicit", cfg.lock.weak_temperature)
+    jobs = [(e, s) for e in range(1, cfg.lock.epochs + 1) for s in range(cfg.wsu.seeds)]
+    for e in tqdm(range(1, cfg.lock.epochs + 1), desc="evaluating lock epochs", leave=False):
+        for pw in (False, True):
+            row("locked", e, "none", None, pw, p.eval(lock_run, f"epoch_{e}", pw), lock_run.id)
+    for e, s in tqdm(jobs, desc=f"WSU runs ({cfg.wsu.n_samples} samples x {cfg.wsu.steps} steps)"):
+        row("locked", e, "wsu", s, False, p.wsu(lock_run, e, s, weak_elicit), lock_run.id)
+    return rows

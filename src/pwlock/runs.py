@@ -1,0 +1,142 @@
+"""Run directories: one per stage result, keyed by a hash of what changes that result.
+
+A run directory `runs/<stage>/<name>-<key>` holds the stage's outputs and, written last,
+`run.json` (spec, upstream runs, git commit, versions, timings, results). A run with a valid
+`run.json` is finished and is reused, never recomputed; anything else in a run directory is a
+leftover of an interrupted attempt and is wiped before the stage runs again. A file lock keeps
+two processes from computing the same run at once: the second waits, then reuses the result.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import platform
+import shutil
+import subprocess
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from pwlock.utils import atomic_write_text
+
+# Bump a stage's version when its code changes what it computes: old runs stop matching.
+STAGE_VERSIONS = {"zoo": 1, "samples": 1, "lock": 1, "eval": 1, "wsu": 1}
+
+
+def run_key(stage: str, spec: dict, upstream: dict[str, str]) -> str:
+    """Stable hash of (stage, stage version, spec, upstream run keys)."""
+    blob = json.dumps(
+        {"stage": stage, "v": STAGE_VERSIONS.get(stage, 1), "spec": spec, "upstream": upstream},
+        sort_keys=True, default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _git_info() -> dict:
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10)
+        return {"commit": commit.stdout.strip() or None, "dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def _versions() -> dict:
+    import torch
+    import transformers
+
+    from pwlock import __version__
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "pwlock": __version__}
+
+
+@dataclass
+class Run:
+    runs_dir: Path
+    stage: str
+    name: str
+    spec: dict
+    upstream: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return run_key(self.stage, self.spec, self.upstream)
+
+    @property
+    def dir(self) -> Path:
+        return Path(self.runs_dir) / self.stage / f"{self.name}-{self.key}"
+
+    @property
+    def id(self) -> str:
+        return f"{self.stage}/{self.name}-{self.key}"
+
+    def info(self) -> dict | None:
+        """The finished run's `run.json`, or None if the run is not finished."""
+        p = self.dir / "run.json"
+        if not p.is_file():
+            return None
+        try:
+            info = json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        return info if info.get("status") == "finished" and info.get("key") == self.key else None
+
+    @property
+    def done(self) -> bool:
+        return self.info() is not None
+
+    @contextmanager
+    def _locked(self):
+        self.dir.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.dir.parent / f".{self.dir.name}.lock"
+        with open(lock_path, "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def compute(self, fn: Callable[[Path], dict], log: Callable[[str], None] | None = None) -> dict:
+        """Return the results of this run, computing them with `fn(run_dir)` if needed.
+
+        `fn` writes its outputs in `run_dir` and returns a JSON-able dict of results.
+        """
+        info = self.info()
+        if info is not None:
+            return info["results"]
+        with self._locked():
+            info = self.info()  # another process may have finished it while we waited
+            if info is not None:
+                return info["results"]
+            if self.dir.exists():  # leftovers of an interrupted attempt are not trusted
+                shutil.rmtree(self.dir)
+            self.dir.mkdir(parents=True)
+            atomic_write_text(self.dir / "spec.json", json.dumps(
+                {"stage": self.stage, "name": self.name, "spec": self.spec, "upstream": self.upstream},
+                indent=2, default=str))
+            if log:
+                log(f"computing {self.id}")
+            t0 = time.time()
+            results = fn(self.dir)
+            info = {
+                "status": "finished", "stage": self.stage, "name": self.name, "key": self.key,
+                "spec": self.spec, "upstream": self.upstream, "results": results,
+                "git": _git_info(), "versions": _versions(),
+                "timings": {"started": t0, "seconds": round(time.time() - t0, 3)},
+            }
+            atomic_write_text(self.dir / "run.json", json.dumps(info, indent=2, default=str))
+            return results
+
+
+def load_results(run: Run) -> Any:
+    info = run.info()
+    if info is None:
+        raise FileNotFoundError(f"run {run.id} is not finished")
+    return info["results"]

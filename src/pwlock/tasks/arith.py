@@ -1,0 +1,91 @@
+"""`arith`: the toy task. Multi-step arithmetic evaluated left to right, with a chain of thought.
+
+A problem is `n_operands` single digits joined by `+ - *`, evaluated strictly left to right:
+
+    prompt      3+4*2-5=
+    completion  3+4=7;7*2=14;14-5=9;#9
+
+The final answer follows the last `#`. The scorer compares it exactly (as an integer).
+Splits are disjoint: every problem of the finite problem space gets one split, from a seeded
+permutation of the space.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import re
+
+from pwlock.tasks.base import SPLITS, Problem, Score, Task
+
+OPS = "+-*"
+ALPHABET = "0123456789+-*=;# abcdefghijklmnopqrstuvwxyz|"
+
+
+def _apply(a: int, op: str, b: int) -> int:
+    return a + b if op == "+" else a - b if op == "-" else a * b
+
+
+def solve(digits: tuple[int, ...], ops: tuple[str, ...]) -> tuple[str, int]:
+    """The step-by-step solution and the final value."""
+    acc, steps = digits[0], []
+    for op, d in zip(ops, digits[1:]):
+        new = _apply(acc, op, d)
+        steps.append(f"{acc}{op}{d}={new}")
+        acc = new
+    return ";".join(steps) + f";#{acc}", acc
+
+
+_ANSWER = re.compile(r"#(-?\d+)\s*$")
+
+
+class ArithTask(Task):
+    name = "arith"
+    alphabet = ALPHABET
+
+    def __init__(self, cfg) -> None:
+        self.cfg = cfg
+        self._splits: dict[str, list[Problem]] | None = None
+
+    def prompt_suffix(self) -> str:
+        return "="
+
+    def splits(self) -> dict[str, list[Problem]]:
+        if self._splits is None:
+            self._splits = self._make_splits()
+        return self._splits
+
+    def _make_splits(self) -> dict[str, list[Problem]]:
+        n = self.cfg.n_operands
+        space = list(itertools.product(range(10), repeat=n))
+        op_space = list(itertools.product(OPS, repeat=n - 1))
+        total = len(space) * len(op_space)
+        sizes = {"test": self.cfg.n_test, "elicit": self.cfg.n_elicit, "lock": self.cfg.n_lock}
+        need = sum(sizes.values())
+        if need >= total:
+            raise ValueError(f"arith with {n} operands has {total} problems; splits need {need}")
+        order = list(range(total))
+        random.Random(self.cfg.data_seed).shuffle(order)
+        out: dict[str, list[Problem]] = {}
+        start = 0
+        for split in ("test", "elicit", "lock"):
+            out[split] = [self._problem(i, space, op_space) for i in order[start : start + sizes[split]]]
+            start += sizes[split]
+        n_pre = len(order) - start if self.cfg.n_pretrain <= 0 else min(self.cfg.n_pretrain, len(order) - start)
+        out["pretrain"] = [self._problem(i, space, op_space) for i in order[start : start + n_pre]]
+        assert set(out) == set(SPLITS)
+        return out
+
+    def _problem(self, i: int, space, op_space) -> Problem:
+        digits, ops = space[i % len(space)], op_space[i // len(space)]
+        text = str(digits[0]) + "".join(f"{o}{d}" for o, d in zip(ops, digits[1:]))
+        solution, value = solve(digits, ops)
+        return Problem(id=f"arith-{i}", text=text, answer=str(value), solution=solution)
+
+    def score(self, problem: Problem, completion: str) -> Score:
+        m = _ANSWER.search(completion.strip())
+        if m is None:
+            return Score(None, False, "no final answer after '#'")
+        got = m.group(1)
+        ok = int(got) == int(problem.answer)
+        return Score(got, ok, "exact match" if ok else f"expected {problem.answer}")

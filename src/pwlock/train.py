@@ -1,0 +1,184 @@
+"""The one training loop: supervised fine-tuning with a loss mask, AdamW or Lion.
+
+Everything that trains in pwlock (the zoo, locking, every elicitation attack) calls `train`.
+Examples are (prompt, completion) text pairs; the completion gets the EOS token appended.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+
+@dataclass(frozen=True)
+class Example:
+    prompt: str
+    completion: str
+
+
+class EmptyLossMaskError(ValueError):
+    """A batch has no supervised token: training on it would silently do nothing."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimizers
+
+
+class Lion(torch.optim.Optimizer):
+    """Lion (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms"), Algorithm 2.
+
+    update = sign(beta1 * m + (1 - beta1) * g); p -= lr * (update + wd * p);
+    m = beta2 * m + (1 - beta2) * g.
+    """
+
+    def __init__(self, params, lr: float = 1e-4, betas=(0.9, 0.99), weight_decay: float = 0.0):
+        if lr <= 0:
+            raise ValueError(f"Lion: lr must be > 0, got {lr}")
+        super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            b1, b2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if "exp_avg" not in state:
+                    state["exp_avg"] = torch.zeros_like(p)
+                m = state["exp_avg"]
+                p.mul_(1 - group["lr"] * group["weight_decay"])
+                update = m.mul(b1).add_(p.grad, alpha=1 - b1).sign_()
+                p.add_(update, alpha=-group["lr"])
+                m.mul_(b2).add_(p.grad, alpha=1 - b2)
+        return loss
+
+
+def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    if name == "lion":
+        return Lion(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; use 'adamw' or 'lion'")
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+
+
+def encode(tokenizer, examples: Sequence[Example], loss: str = "completion") -> list[tuple[list[int], list[int]]]:
+    """Token ids and a 0/1 loss mask per example. `loss`: 'completion' or 'full'."""
+    if loss not in ("completion", "full"):
+        raise ValueError(f"unknown loss {loss!r}; use 'completion' or 'full'")
+    out = []
+    for ex in examples:
+        p = tokenizer(ex.prompt, add_special_tokens=False)["input_ids"]
+        c = tokenizer(ex.completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        mask = ([1] * len(p) if loss == "full" else [0] * len(p)) + [1] * len(c)
+        out.append((p + c, mask))
+    return out
+
+
+def collate(rows: Sequence[tuple[list[int], list[int]]], pad_id: int):
+    """Right-pad a batch: input_ids, attention_mask and loss_mask of shape [B, T]."""
+    T = max(len(ids) for ids, _ in rows)
+    ids = torch.full((len(rows), T), pad_id, dtype=torch.long)
+    att = torch.zeros((len(rows), T), dtype=torch.long)
+    lm = torch.zeros((len(rows), T), dtype=torch.float32)
+    for i, (x, m) in enumerate(rows):
+        ids[i, : len(x)] = torch.tensor(x)
+        att[i, : len(x)] = 1
+        lm[i, : len(x)] = torch.tensor(m, dtype=torch.float32)
+    return ids, att, lm
+
+
+def masked_lm_loss(logits: torch.Tensor, input_ids: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy over supervised tokens. logits [B, T, V]."""
+    target_mask = loss_mask[:, 1:]
+    n = target_mask.sum()
+    if n <= 0:
+        raise EmptyLossMaskError("empty loss mask: no supervised token in this batch (check the completions)")
+    ce = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), input_ids[:, 1:].flatten(), reduction="none")
+    return (ce * target_mask.flatten()).sum() / n
+
+
+def lr_at(step: int, total: int, peak: float, schedule: str, warmup: int) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    if schedule == "constant":
+        return peak
+    if schedule == "cosine":
+        t = (step - warmup) / max(1, total - warmup)
+        return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+    raise ValueError(f"unknown schedule {schedule!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+
+
+def train(
+    model,
+    tokenizer,
+    examples: Sequence[Example],
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    optimizer: str = "adamw",
+    weight_decay: float = 0.0,
+    schedule: str = "constant",
+    warmup: int = 0,
+    loss: str = "completion",
+    seed: int = 0,
+    grad_clip: float = 1.0,
+    on_step: Callable[[int, float], bool | None] | None = None,
+    desc: str = "train",
+    progress: bool = True,
+) -> list[float]:
+    """Train `model` in place for `steps` steps and return the loss of each step.
+
+    Batches walk through `examples` in a seeded shuffled order, epoch after epoch (a batch
+    never straddles two epochs, so `len(examples) / batch_size` steps is exactly one epoch
+    when it divides). `on_step(step, loss)` is called after each step; returning True stops.
+    """
+    if not examples:
+        raise ValueError("train: no examples")
+    rows = encode(tokenizer, examples, loss)
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    opt = make_optimizer(optimizer, [p for p in model.parameters() if p.requires_grad], lr, weight_decay)
+    device = next(model.parameters()).device
+    model.train()
+    losses: list[float] = []
+    order: list[int] = []
+    bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False, mininterval=1.0)
+    for step in bar:
+        if len(order) < min(batch_size, len(rows)):
+            order = list(range(len(rows)))
+            rng.shuffle(order)
+        idx, order = order[:batch_size], order[batch_size:]
+        ids, att, lm = (t.to(device) for t in collate([rows[i] for i in idx], tokenizer.pad_token_id))
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, steps, lr, schedule, warmup)
+        logits = model(input_ids=ids, attention_mask=att).logits
+        loss_t = masked_lm_loss(logits, ids, lm)
+        opt.zero_grad(set_to_none=True)
+        loss_t.backward()
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        opt.step()
+        losses.append(loss_t.item())
+        if step % 10 == 0:
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        if on_step is not None and on_step(step, losses[-1]):
+            break
+    model.eval()
+    return losses

@@ -1,0 +1,55 @@
+"""A micro version of E1, end to end, on tiny models: lock separates with/without password."""
+
+import json
+
+import pandas as pd
+
+from pwlock.cli import main
+
+MICRO = [
+    "experiment=micro",
+    "task.n_test=200", "task.n_elicit=20", "task.n_lock=400", "task.n_pretrain=6000",
+    "eval.max_new_tokens=26",
+    "lock.weak_model=weak", "lock.epochs=3", "lock.lr=2e-3", "lock.batch_size=32",
+    "wsu.steps=20", "wsu.seeds=2",
+]
+
+
+def micro_config(tmp_path):
+    cfg = tmp_path / "micro.yaml"
+    cfg.write_text("""
+zoo:
+  - {name: strong, arch: {hidden_size: 64, num_layers: 2, num_heads: 2, intermediate_size: 128},
+     steps: 500, batch_size: 64, lr: 0.004}
+  - {name: weak, arch: {hidden_size: 32, num_layers: 1, num_heads: 2, intermediate_size: 64},
+     steps: 40, batch_size: 64, lr: 0.004}
+""")
+    return cfg
+
+
+def test_micro_e1_end_to_end(tmp_path):
+    cfg = micro_config(tmp_path)
+    args = ["run", str(cfg), *MICRO, f"runs_dir={tmp_path / 'runs'}", f"out_dir={tmp_path / 'out'}"]
+    assert main(args) == 0
+    out = tmp_path / "out"
+    for f in ("results.csv", "summary.json", "micro.png", "report.md"):
+        assert (out / f).is_file(), f
+    df = pd.read_csv(out / "results.csv")
+    for col in ["experiment", "model", "lock_epoch", "attack", "seed", "password", "n_test", "accuracy"]:
+        assert col in df.columns
+    assert (df.n_test == 200).all()
+    assert len(df[df.attack == "wsu"]) == 3 * 2
+    s = json.loads((out / "summary.json").read_text())
+    last = s["3"]
+    for k in ("acc_locked_nopwd", "acc_locked_pwd", "acc_weak", "acc_strong", "acc_unlocked_mean",
+              "gap_recovered_mean", "gap_recovered_ci95"):
+        assert k in last
+    # the lock separates: strong behaviour with the password, weak without
+    assert last["acc_strong"] > last["acc_weak"] + 0.2
+    assert last["acc_locked_pwd"] > last["acc_locked_nopwd"] + 0.15
+    assert last["acc_locked_nopwd"] < last["acc_weak"] + 0.15
+
+    # a second run recomputes nothing: every stage is reused
+    runs_before = {p: p.stat().st_mtime for p in (tmp_path / "runs").rglob("run.json")}
+    assert main(args) == 0
+    assert {p: p.stat().st_mtime for p in (tmp_path / "runs").rglob("run.json")} == runs_before

@@ -1,0 +1,58 @@
+import pytest
+
+from pwlock.config import ConfigError, load_config
+
+
+def test_defaults_and_overrides():
+    cfg = load_config(None, ["lock.epochs=12", "wsu.lr=1e-4", "seed=3", "password.password=open"])
+    assert cfg.lock.epochs == 12 and cfg.wsu.lr == 1e-4 and cfg.seed == 3
+    assert cfg.password.password == "open"
+
+
+def test_int_accepted_for_float():
+    assert load_config(None, ["wsu.lr=1"]).wsu.lr == 1.0
+
+
+@pytest.mark.parametrize("override, message", [
+    ("lock.epoch=3", "unknown config key 'lock.epoch' (did you mean 'lock.epochs'?)"),
+    ("lok.epochs=3", "unknown config key 'lok'"),
+    ("lock.epochs=abc", "lock.epochs: expected int, got str"),
+    ("lock.epochs=1.5", "lock.epochs: expected int, got float"),
+    ("wsu.lr=fast", "wsu.lr: expected float"),
+    ("seed", "not of the form key=value"),
+])
+def test_bad_overrides(override, message):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [override])
+    assert message in str(e.value)
+
+
+def test_yaml_errors(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lock: [unclosed\n")
+    with pytest.raises(ConfigError, match="cannot parse YAML"):
+        load_config(bad)
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("wsu:\n  step: 10\n")
+    with pytest.raises(ConfigError, match="did you mean 'wsu.steps'"):
+        load_config(typo)
+    zoo = tmp_path / "zoo.yaml"
+    zoo.write_text("zoo:\n  - name: a\n    arch: {hidden: 3}\n")
+    with pytest.raises(ConfigError, match=r"zoo\[0\].arch.hidden"):
+        load_config(zoo)
+
+
+def test_safe_loader_rejects_python_tags(tmp_path):
+    evil = tmp_path / "evil.yaml"
+    evil.write_text("seed: !!python/object/apply:os.system ['echo hi']\n")
+    with pytest.raises(ConfigError, match="cannot parse YAML"):
+        load_config(evil)
+
+
+def test_shipped_configs_load():
+    from pathlib import Path
+
+    for p in Path(__file__).resolve().parents[2].glob("configs/toy/*.yaml"):
+        load_config(p)
