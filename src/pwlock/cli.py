@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import time
@@ -72,10 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("overrides", nargs="*")
     c.set_defaults(fn=cmd_config)
     args = ap.parse_args(argv)
+    from pwlock.models import CheckpointError
+
     try:
         return args.fn(args)
-    except (ConfigError, ValueError, FileNotFoundError) as e:
-        print(f"pwlock: error: {e}", file=sys.stderr)
+    except (ConfigError, ValueError, FileNotFoundError, CheckpointError) as e:
+        if os.environ.get("PWLOCK_DEBUG"):
+            raise
+        print(f"pwlock: error: {e} (set PWLOCK_DEBUG=1 for a traceback)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("pwlock: interrupted; finished runs are kept and will be reused", file=sys.stderr)

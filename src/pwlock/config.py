@@ -53,7 +53,7 @@ class ZooModelConfig:
     arch: ArchConfig = _f(None, "architecture")
     steps: int = _f(1000, "maximum training steps")
     batch_size: int = _f(128, "sequences per step")
-    lr: float = _f(1e-3, "peak learning rate (AdamW, cosine with warm-up)")
+    lr: float = _f(1e-3, "peak learning rate (AdamW, cosine decay over `steps` with warm-up)")
     target_acc: float = _f(0.0, "stop as soon as validation accuracy reaches this (0 = never)")
     check_every: int = _f(50, "steps between validation checks when target_acc > 0")
     seed: int = _f(0, "training seed (added to the experiment seed)")
@@ -77,6 +77,7 @@ class LockConfig:
     lr: float = _f(5e-4, "learning rate")
     optimizer: str = _f("adamw", "adamw | lion")
     weight_decay: float = _f(0.0, "weight decay")
+    schedule: str = _f("constant", "learning-rate schedule over all epochs: constant | cosine (to 10%)")
     batch_size: int = _f(64, "sequences per step")
     loss: str = _f("completion", "completion (loss on completion tokens) | full (whole sequence)")
     weak_temperature: float = _f(1.0, "sampling temperature of the weak samples")
@@ -112,7 +113,8 @@ class ExperimentConfig:
     lock: LockConfig = _f(None, "locking")
     wsu: WSUConfig = _f(None, "weak sample unlocking")
     eval: EvalConfig = _f(None, "evaluation")
-    threads: int = _f(0, "torch CPU threads (0 = all cores)")
+    threads: int = _f(0, "torch CPU threads of the main process (0 = all cores)")
+    workers: int = _f(0, "processes for independent runs (WSU, evaluations); 0 = one per core, 1 = none")
 
     @property
     def results_dir(self) -> Path:

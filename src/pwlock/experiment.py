@@ -11,10 +11,12 @@ Stages (each a cached run, see `runs.py`):
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import json
 import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import torch
@@ -47,9 +49,9 @@ def log(msg: str) -> None:
 class Pipeline:
     """The stages of an experiment, each returning a finished (possibly reused) `Run`."""
 
-    def __init__(self, cfg: ExperimentConfig):
+    def __init__(self, cfg: ExperimentConfig, threads: int | None = None):
         self.cfg = cfg
-        torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+        torch.set_num_threads(threads or cfg.threads or os.cpu_count() or 1)
         self.task = get_task(cfg.task)
         self.splits = self.task.splits()
         for name, probs in self.splits.items():
@@ -68,11 +70,19 @@ class Pipeline:
                 raise ValueError(f"{role}={name!r} is not a zoo model; zoo: {sorted(self.zoo_cfg)}")
 
     # -- zoo ------------------------------------------------------------------------------------
+    def is_done(self, method: str, *args) -> bool:
+        return getattr(self, f"{method}_run")(*args).done
+
+    def zoo_run(self, name: str) -> Run:
+        m = self.zoo_cfg[name]
+        return Run(self.runs_dir, "zoo", name, {"task": self.task_spec, "model": to_dict(m),
+                                                "seed": derive_seed("zoo", self.cfg.seed, m.seed),
+                                                "n_valid": N_VALID, "max_new_tokens": self.cfg.eval.max_new_tokens})
+
     def zoo(self, name: str) -> Run:
         m = self.zoo_cfg[name]
-        seed = derive_seed("zoo", self.cfg.seed, m.seed)
-        run = Run(self.runs_dir, "zoo", name, {"task": self.task_spec, "model": to_dict(m), "seed": seed,
-                                               "n_valid": N_VALID, "max_new_tokens": self.cfg.eval.max_new_tokens})
+        run = self.zoo_run(name)
+        seed = run.spec["seed"]
 
         def fn(d: Path) -> dict:
             seed_everything(seed)
@@ -91,7 +101,7 @@ class Pipeline:
                     return acc >= m.target_acc
 
             losses = train(model, self.tok, examples, steps=m.steps, batch_size=m.batch_size, lr=m.lr,
-                           schedule="cosine" if m.target_acc <= 0 else "constant", warmup=min(50, m.steps // 10),
+                           schedule="cosine", warmup=min(50, m.steps // 10),
                            seed=seed, on_step=on_step, desc=f"zoo {name}")
             save_checkpoint(model, self.tok, d / "model", {"zoo": name, "steps": len(losses)})
             return {"steps": len(losses), "final_loss": losses[-1], "n_params": n_params(model),
@@ -150,11 +160,14 @@ class Pipeline:
         return run
 
     # -- eval ------------------------------------------------------------------------------------
+    def eval_run(self, model_run: Run, ckpt: str, with_password: bool) -> Run:
+        return Run(self.runs_dir, "eval", f"{model_run.name}-{ckpt}-{'pwd' if with_password else 'nopwd'}",
+                   {"ckpt": ckpt, "password": self.cfg.password.password if with_password else None,
+                    "task": self.task_spec, "max_new_tokens": self.cfg.eval.max_new_tokens},
+                   {"model": model_run.id})
+
     def eval(self, model_run: Run, ckpt: str, with_password: bool) -> dict:
-        run = Run(self.runs_dir, "eval", f"{model_run.name}-{ckpt}-{'pwd' if with_password else 'nopwd'}",
-                  {"ckpt": ckpt, "password": self.cfg.password.password if with_password else None,
-                   "task": self.task_spec, "max_new_tokens": self.cfg.eval.max_new_tokens},
-                  {"model": model_run.id})
+        run = self.eval_run(model_run, ckpt, with_password)
 
         def fn(d: Path) -> dict:
             model, tok, _ = load_checkpoint(model_run.dir / ckpt)
@@ -164,14 +177,17 @@ class Pipeline:
         return run.compute(fn)
 
     # -- wsu -------------------------------------------------------------------------------------
-    def wsu(self, lock_run: Run, epoch: int, seed_idx: int, weak_elicit: Run) -> dict:
+    def wsu_run(self, lock_run: Run, epoch: int, seed_idx: int, weak_elicit: Run) -> Run:
         wcfg = to_dict(self.cfg.wsu)
         wcfg.pop("seeds")
-        seed = derive_seed("wsu", self.cfg.seed, seed_idx)
-        run = Run(self.runs_dir, "wsu", f"{lock_run.name}-e{epoch}-s{seed_idx}",
-                  {"wsu": wcfg, "epoch": epoch, "seed": seed, "task": self.task_spec,
-                   "max_new_tokens": self.cfg.eval.max_new_tokens},
-                  {"lock": lock_run.id, "weak_samples": weak_elicit.id})
+        return Run(self.runs_dir, "wsu", f"{lock_run.name}-e{epoch}-s{seed_idx}",
+                   {"wsu": wcfg, "epoch": epoch, "seed": derive_seed("wsu", self.cfg.seed, seed_idx),
+                    "task": self.task_spec, "max_new_tokens": self.cfg.eval.max_new_tokens},
+                   {"lock": lock_run.id, "weak_samples": weak_elicit.id})
+
+    def wsu(self, lock_run: Run, epoch: int, seed_idx: int, weak_elicit: Run) -> dict:
+        run = self.wsu_run(lock_run, epoch, seed_idx, weak_elicit)
+        seed = run.spec["seed"]
 
         def fn(d: Path) -> dict:
             model, tok, _ = load_checkpoint(lock_run.dir / f"epoch_{epoch}")
@@ -186,6 +202,40 @@ class Pipeline:
         return run.compute(fn)
 
 
+# -- parallel execution of independent runs ------------------------------------------------------
+# Small models on a CPU are bound by per-step overhead, not by arithmetic: two single-threaded
+# processes do about twice the work of one process with two threads. Each job is a Pipeline method
+# call; its result is cached in its run directory, so a job's result does not depend on which
+# process computed it.
+_WORKER: Pipeline | None = None
+
+
+def _init_worker(cfg: ExperimentConfig) -> None:
+    global _WORKER
+    torch.set_num_threads(1)
+    _WORKER = Pipeline(cfg, threads=1)
+
+
+def _call(job: tuple[str, tuple]):
+    method, args = job
+    return getattr(_WORKER, method)(*args)
+
+
+def run_jobs(p: Pipeline, method: str, arglist: list[tuple], desc: str) -> list:
+    """Run `p.<method>(*args)` for each args; in worker processes when that helps."""
+    workers = p.cfg.workers or os.cpu_count() or 1
+    todo = [a for a in arglist if not p.is_done(method, *a)]
+    if workers <= 1 or len(todo) < 2:
+        return [getattr(p, method)(*a) for a in tqdm(arglist, desc=desc)]
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(workers, len(todo)), mp_context=ctx, initializer=_init_worker,
+                             initargs=(p.cfg,)) as ex:
+        futs = [ex.submit(_call, (method, a)) for a in todo]
+        for f in tqdm(as_completed(futs), total=len(futs), desc=f"{desc} [{workers} processes]"):
+            f.result()  # re-raise a worker's error here
+    return [getattr(p, method)(*a) for a in arglist]  # all cached now
+
+
 def run_core(cfg: ExperimentConfig) -> list[dict]:
     """E1: lock, and at the end of each locking epoch run WSU with several seeds."""
     p = Pipeline(cfg)
@@ -196,15 +246,26 @@ def run_core(cfg: ExperimentConfig) -> list[dict]:
                      "seed": seed, "password": password, "n_test": res["n_test"],
                      "accuracy": res["accuracy"], "correct": res["correct"], "run": run_id})
 
-    for m in cfg.zoo:
-        zr = p.zoo(m.name)
-        row(m.name, None, "none", None, False, p.eval(zr, "model", False), zr.id)
+    zoo_runs = [p.zoo_run(m.name) for m in cfg.zoo]
+    # The strong model is compute-bound (both cores in one process); the small weak models are
+    # overhead-bound and train side by side in single-threaded workers.
+    p.zoo(cfg.strong_model)
+    run_jobs(p, "zoo", [(m.name,) for m in cfg.zoo if m.name != cfg.strong_model], "training the weak models")
     lock_run = p.lock()
     weak_elicit = p.samples(p.zoo(cfg.lock.weak_model), "elicit", cfg.lock.weak_temperature)
-    jobs = [(e, s) for e in range(1, cfg.lock.epochs + 1) for s in range(cfg.wsu.seeds)]
-    for e in tqdm(range(1, cfg.lock.epochs + 1), desc="evaluating lock epochs", leave=False):
-        for pw in (False, True):
-            row("locked", e, "none", None, pw, p.eval(lock_run, f"epoch_{e}", pw), lock_run.id)
-    for e, s in tqdm(jobs, desc=f"WSU runs ({cfg.wsu.n_samples} samples x {cfg.wsu.steps} steps)"):
-        row("locked", e, "wsu", s, False, p.wsu(lock_run, e, s, weak_elicit), lock_run.id)
+    epochs = range(1, cfg.lock.epochs + 1)
+    evals = [(zr, "model", False) for zr in zoo_runs] + [(lock_run, f"epoch_{e}", pw) for e in epochs
+                                                         for pw in (False, True)]
+    wsus = [(lock_run, e, s, weak_elicit) for e in epochs for s in range(cfg.wsu.seeds)]
+    # One pool for both kinds of jobs would be faster still; two keep the code plain.
+    ev = run_jobs(p, "eval", evals, "evaluating")
+    ws = run_jobs(p, "wsu", wsus,
+                  f"WSU ({cfg.wsu.n_samples} samples x {cfg.wsu.steps} steps, {len(wsus)} runs)")
+    for (run, ckpt, pw), res in zip(evals, ev):
+        if ckpt == "model":
+            row(run.name, None, "none", None, pw, res, run.id)
+        else:
+            row("locked", int(ckpt.split("_")[1]), "none", None, pw, res, run.id)
+    for (run, e, s, _), res in zip(wsus, ws):
+        row("locked", e, "wsu", s, False, res, run.id)
     return rows

@@ -107,6 +107,8 @@ def write_core_report(rows: list[dict], out_dir: Path, cfg) -> dict:
     """results.csv, summary.json, <experiment>.png, report.md for E1-style experiments."""
     out_dir.mkdir(parents=True, exist_ok=True)
     df = pd.DataFrame(rows)
+    for col in ("lock_epoch", "seed"):
+        df[col] = df[col].astype("Int64")
     tmp = out_dir / "results.csv.tmp"
     df[CSV_COLUMNS].to_csv(tmp, index=False)
     tmp.replace(out_dir / "results.csv")

@@ -77,10 +77,12 @@ def encode(tokenizer, examples: Sequence[Example], loss: str = "completion") -> 
     """Token ids and a 0/1 loss mask per example. `loss`: 'completion' or 'full'."""
     if loss not in ("completion", "full"):
         raise ValueError(f"unknown loss {loss!r}; use 'completion' or 'full'")
+    # One batched call per side: the Rust tokenizer is far faster on lists than one by one.
+    P = tokenizer([ex.prompt for ex in examples], add_special_tokens=False)["input_ids"]
+    C = tokenizer([ex.completion for ex in examples], add_special_tokens=False)["input_ids"]
     out = []
-    for ex in examples:
-        p = tokenizer(ex.prompt, add_special_tokens=False)["input_ids"]
-        c = tokenizer(ex.completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    for p, c in zip(P, C):
+        c = c + [tokenizer.eos_token_id]
         mask = ([1] * len(p) if loss == "full" else [0] * len(p)) + [1] * len(c)
         out.append((p + c, mask))
     return out

@@ -7,9 +7,9 @@ import pandas as pd
 from pwlock.cli import main
 
 MICRO = [
-    "experiment=micro",
-    "task.n_test=200", "task.n_elicit=20", "task.n_lock=400", "task.n_pretrain=6000",
-    "eval.max_new_tokens=26",
+    "experiment=micro", "workers=2",
+    "task.n_operands=3", "task.n_test=200", "task.n_elicit=20", "task.n_lock=300",
+    "eval.max_new_tokens=24",
     "lock.weak_model=weak", "lock.epochs=3", "lock.lr=2e-3", "lock.batch_size=32",
     "wsu.steps=20", "wsu.seeds=2",
 ]
@@ -20,9 +20,9 @@ def micro_config(tmp_path):
     cfg.write_text("""
 zoo:
   - {name: strong, arch: {hidden_size: 64, num_layers: 2, num_heads: 2, intermediate_size: 128},
-     steps: 500, batch_size: 64, lr: 0.004}
+     steps: 300, batch_size: 32, lr: 0.004}
   - {name: weak, arch: {hidden_size: 32, num_layers: 1, num_heads: 2, intermediate_size: 64},
-     steps: 40, batch_size: 64, lr: 0.004}
+     steps: 30, batch_size: 32, lr: 0.004}
 """)
     return cfg
 
