@@ -68,6 +68,7 @@ class PasswordConfig:
         "pool of wrong passwords used on weak examples during locking",
     )
     p_no_password: float = _f(0.2, "share of weak locking examples with no password (rest: wrong one)")
+    position: str = _f("both", "where the password goes: both (start and end of the problem) | start | end")
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class LockConfig:
     optimizer: str = _f("adamw", "adamw | lion")
     weight_decay: float = _f(0.0, "weight decay")
     schedule: str = _f("constant", "learning-rate schedule over all epochs: constant | cosine (to 10%)")
+    warmup: int = _f(20, "linear learning-rate warm-up steps (a fresh optimizer on a trained model)")
     batch_size: int = _f(64, "sequences per step")
     loss: str = _f("completion", "completion (loss on completion tokens) | full (whole sequence)")
     weak_temperature: float = _f(1.0, "sampling temperature of the weak samples")

@@ -53,6 +53,9 @@ class Pipeline:
         self.cfg = cfg
         torch.set_num_threads(threads or cfg.threads or os.cpu_count() or 1)
         self.task = get_task(cfg.task)
+        if cfg.password.position not in ("both", "start", "end"):
+            raise ValueError(f"password.position must be both, start or end, got {cfg.password.position!r}")
+        self.task.password_position = cfg.password.position
         self.splits = self.task.splits()
         for name, probs in self.splits.items():
             if not probs:

