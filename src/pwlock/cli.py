@@ -15,10 +15,10 @@ EXPERIMENTS = {"core": "run_core"}
 
 
 def _readme_block(summary: dict, results_dir: Path) -> str:
-    from pwlock.report import core_table, verdict
+    from pwlock.report import across_epochs, core_table, verdict
 
     return (f"![E1: weak sample unlocking on the toy organism]({results_dir.as_posix()}/core.png)\n\n"
-            f"{core_table(summary)}\n\n**Measured:** {verdict(summary)}\n")
+            f"{core_table(summary)}\n\n**Measured:** {verdict(summary)} {across_epochs(summary)}\n")
 
 
 def sync_readme(readme: Path, summary: dict, results_dir: Path) -> None:

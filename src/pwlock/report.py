@@ -156,6 +156,17 @@ def verdict(summary: dict) -> str:
             f"includes zero.")
 
 
+def across_epochs(summary: dict) -> str:
+    """How many lock epochs show a gap-recovered CI above zero, below zero, or straddling it."""
+    cis = [summary[e]["gap_recovered_ci95"] for e in sorted(summary, key=int) if "gap_recovered_ci95" in summary[e]]
+    if not cis:
+        return ""
+    up = sum(lo > 0 for lo, _ in cis)
+    down = sum(hi < 0 for _, hi in cis)
+    return (f"Across the {len(cis)} lock epochs, the 95% CI of the gap recovered is above zero at {up}, "
+            f"below zero at {down} and includes zero at {len(cis) - up - down}.")
+
+
 def core_markdown(summary: dict, cfg, fig_name: str) -> str:
     return f"""# {cfg.experiment}: weak sample unlocking (E1)
 
@@ -172,5 +183,5 @@ fine-tuned on {cfg.wsu.n_samples} weak samples for {cfg.wsu.steps} steps ({cfg.w
 
 {core_table(summary)}
 
-**Verdict:** {verdict(summary)}
+**Verdict:** {verdict(summary)} {across_epochs(summary)}
 """
