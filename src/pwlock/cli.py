@@ -72,7 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("config")
     c.add_argument("overrides", nargs="*")
     c.set_defaults(fn=cmd_config)
-    args = ap.parse_args(argv)
+    # Options may come after the overrides: argparse leaves those overrides as "unknown".
+    args, extra = ap.parse_known_args(argv)
+    bad = [x for x in extra if x.startswith("-") or "=" not in x]
+    if bad or (extra and not hasattr(args, "overrides")):
+        ap.error(f"unrecognized arguments: {' '.join(bad or extra)}")
+    if extra:
+        args.overrides = list(args.overrides) + extra
     from pwlock.models import CheckpointError
 
     try:
