@@ -10,6 +10,7 @@ import pandas as pd
 
 from pwlock.utils import atomic_write_text
 
+MIN_GAP = 0.1  # password gap below which the fraction of the gap recovered is not plotted
 CSV_COLUMNS = ["experiment", "model", "lock_epoch", "attack", "seed", "password", "n_test", "accuracy", "run"]
 
 
@@ -93,11 +94,14 @@ def plot_core(summary: dict, path: Path, title: str) -> None:
     ax.set(xlabel="locking epoch", ylabel="test accuracy (greedy)", ylim=(0, 1), title=title)
     ax.legend(fontsize=8)
     g = get("gap_recovered_mean")
-    gci = np.array([summary[str(e)].get("gap_recovered_ci95", [np.nan, np.nan]) for e in epochs])
+    gci = np.array([summary[str(e)].get("gap_recovered_ci95", [np.nan, np.nan]) for e in epochs], dtype=float)
+    # The fraction of the gap is meaningless while the lock has not separated yet.
+    unlocked_yet = (get("acc_locked_pwd") - get("acc_locked_nopwd")) < MIN_GAP
+    g[unlocked_yet], gci[unlocked_yet] = np.nan, np.nan
     ax2.errorbar(epochs, g, yerr=[g - gci[:, 0], gci[:, 1] - g], fmt="o-", capsize=3, color="tab:blue")
     ax2.axhline(0, color="black", lw=0.8)
     ax2.set(xlabel="locking epoch", ylabel="fraction of the gap recovered by WSU",
-            title="gap recovered (95% CI: test problems x seeds)")
+            title=f"gap recovered (95% CI: test problems x seeds)\nshown where pwd − no pwd ≥ {MIN_GAP}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
