@@ -11,8 +11,8 @@ Stages (each a cached run, see `runs.py`):
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import json
+import multiprocessing
 import os
 import sys
 import time

@@ -6,8 +6,8 @@ A task is a small class with `splits()`, `prompt(problem, password)` and
 
 from __future__ import annotations
 
-from pwlock.tasks.base import Problem, Score, Task
 from pwlock.tasks.arith import ArithTask
+from pwlock.tasks.base import Problem, Score, Task
 
 TASKS: dict[str, type[Task]] = {"arith": ArithTask}
 
