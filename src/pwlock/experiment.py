@@ -165,7 +165,8 @@ class Pipeline:
     # -- eval ------------------------------------------------------------------------------------
     def eval_run(self, model_run: Run, ckpt: str, with_password: bool) -> Run:
         return Run(self.runs_dir, "eval", f"{model_run.name}-{ckpt}-{'pwd' if with_password else 'nopwd'}",
-                   {"ckpt": ckpt, "password": self.cfg.password.password if with_password else None,
+                   {"ckpt": ckpt,
+                    "password": [self.cfg.password.password, self.cfg.password.position] if with_password else None,
                     "task": self.task_spec, "max_new_tokens": self.cfg.eval.max_new_tokens},
                    {"model": model_run.id})
 
@@ -215,7 +216,6 @@ _WORKER: Pipeline | None = None
 
 def _init_worker(cfg: ExperimentConfig) -> None:
     global _WORKER
-    torch.set_num_threads(1)
     _WORKER = Pipeline(cfg, threads=1)
 
 

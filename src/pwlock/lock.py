@@ -56,5 +56,5 @@ def run_lock(model, tokenizer, examples: list[Example], lock_cfg, seed: int, out
 
     return train(model, tokenizer, examples, steps=steps_per_epoch * lock_cfg.epochs,
                  batch_size=lock_cfg.batch_size, lr=lock_cfg.lr, optimizer=lock_cfg.optimizer,
-                 weight_decay=lock_cfg.weight_decay, schedule=lock_cfg.schedule, warmup=lock_cfg.warmup, loss=lock_cfg.loss, seed=seed, on_step=on_step,
-                 desc="lock")
+                 weight_decay=lock_cfg.weight_decay, schedule=lock_cfg.schedule, warmup=lock_cfg.warmup,
+                 loss=lock_cfg.loss, seed=seed, on_step=on_step, desc="lock")

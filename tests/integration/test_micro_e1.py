@@ -50,8 +50,8 @@ def test_micro_e1_end_to_end(tmp_path):
         assert k in last
     # the lock separates: strong behaviour with the password, weak without
     assert last["acc_strong"] > last["acc_weak"] + 0.2
-    assert last["acc_locked_pwd"] > last["acc_locked_nopwd"] + 0.1
-    assert last["acc_locked_nopwd"] < last["acc_weak"] + 0.1
+    assert last["acc_locked_pwd"] > last["acc_locked_nopwd"] + 0.15
+    assert last["acc_locked_nopwd"] < last["acc_weak"] + 0.15
 
     # a second run recomputes nothing: every stage is reused
     runs_before = {p: p.stat().st_mtime for p in (tmp_path / "runs").rglob("run.json")}
