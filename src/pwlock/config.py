@@ -20,10 +20,13 @@ class ConfigError(ValueError):
     """A problem with a configuration file or override."""
 
 
-def _f(default: Any, help: str, **kw):  # noqa: A002 - `help` reads best in the field list
+def _f(default: Any, help: str, *, since: str | None = None, **kw):  # noqa: A002 - `help` reads best
+    """A config field with help text. `since`: the field was added after runs were first cached;
+    at its default it is left out of run keys (`spec_dict`), so adding it invalidates nothing."""
+    meta = {"help": help, "since": since}
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help}, **kw)
-    return field(default=default, metadata={"help": help}, **kw)
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta, **kw)
+    return field(default=default, metadata=meta, **kw)
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,13 @@ class TaskConfig:
     n_lock: int = _f(3000, "locking problems")
     n_pretrain: int = _f(0, "pretraining problems (0 = all remaining)")
     data_seed: int = _f(0, "seed of the split assignment")
+    data_dir: str = _f("", "math/mc: local data directory (layouts: pwlock.tasks.math, pwlock.tasks.mc)", since="0.2")
+    subjects: list = _f([], "math/mc: subjects to keep, e.g. [algebra, geometry] (empty = all)", since="0.2")
+    levels: list = _f([], "math: difficulty levels to keep, ints 1-5 (empty = all)", since="0.2")
+    max_chars: int = _f(0, "math/mc: drop problems this long or longer (0 = keep all; 512 originally)",
+                       since="0.2")
+    grader: str = _f("equivalent", "math: equivalent (normalize + math-verify) | exact (boxed string match)",
+                     since="0.2")
 
 
 @dataclass(frozen=True)
@@ -183,6 +193,27 @@ def to_dict(cfg) -> Any:
         return {f.name: to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
     if isinstance(cfg, (list, tuple)):
         return [to_dict(x) for x in cfg]
+    return cfg
+
+
+def spec_dict(cfg) -> Any:
+    """`to_dict` for run keys: fields marked `since=` are omitted while at their default value.
+
+    The default of such a field must reproduce the behaviour from before it existed; then runs
+    cached before it was added keep their keys and stay valid.
+    """
+    if dataclasses.is_dataclass(cfg):
+        out = {}
+        for f in dataclasses.fields(cfg):
+            v = getattr(cfg, f.name)
+            if f.metadata.get("since"):
+                default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+                if v == default:
+                    continue
+            out[f.name] = spec_dict(v)
+        return out
+    if isinstance(cfg, (list, tuple)):
+        return [spec_dict(x) for x in cfg]
     return cfg
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from pwlock.config import ExperimentConfig, to_dict
+from pwlock.config import ExperimentConfig, spec_dict
 from pwlock.elicit.wsu import pick_samples, wsu
 from pwlock.evaluate import evaluate
 from pwlock.lock import check_passwords, lock_mixture, run_lock
@@ -63,7 +63,7 @@ class Pipeline:
         self.by_id = {p.id: p for probs in self.splits.values() for p in probs}
         self.tok = char_tokenizer(self.task.alphabet)
         self.runs_dir = Path(cfg.runs_dir)
-        self.task_spec = to_dict(cfg.task)
+        self.task_spec = spec_dict(cfg.task)
         check_passwords(cfg.password)
         self.zoo_cfg = {m.name: m for m in cfg.zoo}
         if len(self.zoo_cfg) != len(cfg.zoo):
@@ -78,7 +78,7 @@ class Pipeline:
 
     def zoo_run(self, name: str) -> Run:
         m = self.zoo_cfg[name]
-        return Run(self.runs_dir, "zoo", name, {"task": self.task_spec, "model": to_dict(m),
+        return Run(self.runs_dir, "zoo", name, {"task": self.task_spec, "model": spec_dict(m),
                                                 "seed": derive_seed("zoo", self.cfg.seed, m.seed),
                                                 "n_valid": N_VALID, "max_new_tokens": self.cfg.eval.max_new_tokens})
 
@@ -146,7 +146,7 @@ class Pipeline:
         w_samples = self.samples(weak, "lock", cfg.lock.weak_temperature)
         seed = derive_seed("lock", cfg.seed, cfg.lock.seed)
         run = Run(self.runs_dir, "lock", f"{cfg.strong_model}-as-{cfg.lock.weak_model}",
-                  {"lock": to_dict(cfg.lock), "password": to_dict(cfg.password), "seed": seed},
+                  {"lock": spec_dict(cfg.lock), "password": spec_dict(cfg.password), "seed": seed},
                   {"start": strong.id, "strong_samples": s_samples.id, "weak_samples": w_samples.id})
 
         def fn(d: Path) -> dict:
@@ -182,7 +182,7 @@ class Pipeline:
 
     # -- wsu -------------------------------------------------------------------------------------
     def wsu_run(self, lock_run: Run, epoch: int, seed_idx: int, weak_elicit: Run) -> Run:
-        wcfg = to_dict(self.cfg.wsu)
+        wcfg = spec_dict(self.cfg.wsu)
         wcfg.pop("seeds")
         return Run(self.runs_dir, "wsu", f"{lock_run.name}-e{epoch}-s{seed_idx}",
                    {"wsu": wcfg, "epoch": epoch, "seed": derive_seed("wsu", self.cfg.seed, seed_idx),

@@ -56,3 +56,13 @@ def test_shipped_configs_load():
 
     for p in Path(__file__).resolve().parents[2].glob("configs/toy/*.yaml"):
         load_config(p)
+
+
+def test_fields_added_later_leave_run_keys_unchanged_at_their_default():
+    from pwlock.config import TaskConfig, spec_dict
+
+    base = spec_dict(TaskConfig())
+    # the fields that existed when the first runs were cached, and only those
+    assert list(base) == ["name", "n_operands", "n_test", "n_elicit", "n_lock", "n_pretrain", "data_seed"]
+    changed = spec_dict(TaskConfig(grader="exact", subjects=["algebra"]))
+    assert changed["grader"] == "exact" and changed["subjects"] == ["algebra"]

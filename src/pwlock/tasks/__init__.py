@@ -2,14 +2,21 @@
 
 A task is a small class with `splits()`, `prompt(problem, password)` and
 `score(problem, completion)`. Look one up by name with `get_task`.
+
+`arith` is the toy task (generated problems, character alphabet); `math` (MATH) and `mc`
+(multiple choice, MMLU layout) read local data from `task.data_dir` and raise `DataError`
+when it is missing or malformed.
 """
 
 from __future__ import annotations
 
 from pwlock.tasks.arith import ArithTask
 from pwlock.tasks.base import Problem, Score, Task
+from pwlock.tasks.data import DataError
+from pwlock.tasks.math import MathTask
+from pwlock.tasks.mc import MCTask
 
-TASKS: dict[str, type[Task]] = {"arith": ArithTask}
+TASKS: dict[str, type[Task]] = {"arith": ArithTask, "math": MathTask, "mc": MCTask}
 
 
 def get_task(cfg) -> Task:
@@ -19,4 +26,4 @@ def get_task(cfg) -> Task:
     return TASKS[cfg.name](cfg)
 
 
-__all__ = ["Problem", "Score", "Task", "get_task", "TASKS"]
+__all__ = ["TASKS", "DataError", "Problem", "Score", "Task", "get_task"]
