@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from pwlock.config import ConfigError, dump_yaml, load_config
+from pwlock.utils import atomic_write_text
 
 EXPERIMENTS = {"core": "run_core"}
 
@@ -29,7 +30,7 @@ def sync_readme(readme: Path, summary: dict, results_dir: Path) -> None:
         raise ConfigError(f"{readme}: markers {start} / {end} not found")
     new = re.sub(re.escape(start) + ".*?" + re.escape(end),
                  lambda _: f"{start}\n{_readme_block(summary, results_dir)}{end}", text, flags=re.S)
-    readme.write_text(new)
+    atomic_write_text(readme, new)
 
 
 def cmd_run(args) -> int:
@@ -88,6 +89,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"pwlock: error: {e} (set PWLOCK_DEBUG=1 for a traceback)", file=sys.stderr)
         return 2
+    except OSError as e:  # disk full, permissions, ...: finished runs are untouched
+        if os.environ.get("PWLOCK_DEBUG"):
+            raise
+        print(f"pwlock: error: {e}; finished runs are kept (set PWLOCK_DEBUG=1 for a traceback)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("pwlock: interrupted; finished runs are kept and will be reused", file=sys.stderr)
         return 130

@@ -23,16 +23,16 @@ import torch
 from tqdm.auto import tqdm
 
 from pwlock.config import ExperimentConfig, spec_dict
-from pwlock.elicit.wsu import pick_samples, wsu
+from pwlock.elicit.wsu import pick_samples, wsu_stacked
 from pwlock.evaluate import evaluate
 from pwlock.lock import check_passwords, lock_mixture, run_lock
 from pwlock.models import build_model, load_checkpoint, n_params, save_checkpoint
-from pwlock.runs import Run
+from pwlock.runs import Run, load_results
 from pwlock.sampling import generate
 from pwlock.tasks import get_task
 from pwlock.tokenizer import char_tokenizer
 from pwlock.train import Example, train
-from pwlock.utils import read_jsonl, seed_everything, write_jsonl
+from pwlock.utils import atomic_write_text, read_jsonl, seed_everything, write_jsonl
 
 N_VALID = 300  # pretrain problems held out to check zoo models' accuracy while they train
 
@@ -74,6 +74,8 @@ class Pipeline:
 
     # -- zoo ------------------------------------------------------------------------------------
     def is_done(self, method: str, *args) -> bool:
+        if hasattr(self, f"{method}_done"):
+            return getattr(self, f"{method}_done")(*args)
         return getattr(self, f"{method}_run")(*args).done
 
     def zoo_run(self, name: str) -> Run:
@@ -156,7 +158,7 @@ class Pipeline:
             examples = lock_mixture(self.task, self.splits["lock"], strong_c, weak_c, cfg.password, seed)
             log(f"locking for {cfg.lock.epochs} epochs on {len(examples)} examples")
             losses = run_lock(model, tok, examples, cfg.lock, seed, d)
-            (d / "losses.json").write_text(json.dumps(losses))
+            atomic_write_text(d / "losses.json", json.dumps(losses))
             return {"epochs": cfg.lock.epochs, "steps": len(losses), "final_loss": losses[-1]}
 
         run.compute(fn, log)
@@ -189,21 +191,39 @@ class Pipeline:
                     "task": self.task_spec, "max_new_tokens": self.cfg.eval.max_new_tokens},
                    {"lock": lock_run.id, "weak_samples": weak_elicit.id})
 
-    def wsu(self, lock_run: Run, epoch: int, seed_idx: int, weak_elicit: Run) -> dict:
-        run = self.wsu_run(lock_run, epoch, seed_idx, weak_elicit)
-        seed = run.spec["seed"]
+    def wsu_group_done(self, lock_run: Run, epoch: int, weak_elicit: Run) -> bool:
+        return all(self.wsu_run(lock_run, epoch, s, weak_elicit).done for s in range(self.cfg.wsu.seeds))
 
-        def fn(d: Path) -> dict:
-            model, tok, _ = load_checkpoint(lock_run.dir / f"epoch_{epoch}")
-            pool = read_jsonl(weak_elicit.dir / "samples.jsonl")
-            chosen = pick_samples(pool, self.cfg.wsu.n_samples, seed)
-            losses = wsu(model, tok, self.task, chosen, self.by_id, self.cfg.wsu, seed)
-            res = evaluate(model, tok, self.task, self.splits["test"], None, self.cfg.eval, d / "records.jsonl")
-            write_jsonl(d / "train_samples.jsonl", chosen)
-            (d / "losses.json").write_text(json.dumps(losses))
-            return {**res, "samples": [c["problem_id"] for c in chosen], "final_loss": losses[-1]}
+    def wsu_group(self, lock_run: Run, epoch: int, weak_elicit: Run) -> list[dict]:
+        """WSU of one lock checkpoint with every seed: the seeds train together (one stacked
+        model, `pwlock.stacked`), then each is evaluated into its own run directory.
 
-        return run.compute(fn)
+        The group is always trained whole, even when some of its runs are already finished (after
+        an interruption), so a run's numbers never depend on what else was cached.
+        """
+        wc = self.cfg.wsu
+        runs = [self.wsu_run(lock_run, epoch, s, weak_elicit) for s in range(wc.seeds)]
+        if all(r.done for r in runs):
+            return [load_results(r) for r in runs]
+        model, tok, _ = load_checkpoint(lock_run.dir / f"epoch_{epoch}")
+        pool = read_jsonl(weak_elicit.dir / "samples.jsonl")
+        chosen = [pick_samples(pool, wc.n_samples, r.spec["seed"]) for r in runs]
+        t0 = time.time()
+        finals, losses = wsu_stacked(model, tok, self.task, chosen, self.by_id, wc)
+        train_s = round(time.time() - t0, 3)
+        out = []
+        for r, c, weights, loss in zip(runs, chosen, finals, losses):
+            def fn(d: Path, c=c, weights=weights, loss=loss) -> dict:
+                model.load_state_dict(weights, strict=False)
+                res = evaluate(model, tok, self.task, self.splits["test"], None, self.cfg.eval,
+                               d / "records.jsonl")
+                write_jsonl(d / "train_samples.jsonl", c)
+                atomic_write_text(d / "losses.json", json.dumps(loss))
+                return {**res, "samples": [x["problem_id"] for x in c], "final_loss": loss[-1],
+                        "group_train_seconds": train_s, "group_size": len(runs)}
+
+            out.append(r.compute(fn))
+        return out
 
 
 # -- parallel execution of independent runs ------------------------------------------------------
@@ -229,7 +249,14 @@ def run_jobs(p: Pipeline, method: str, arglist: list[tuple], desc: str) -> list:
     workers = p.cfg.workers or os.cpu_count() or 1
     todo = [a for a in arglist if not p.is_done(method, *a)]
     if workers <= 1 or len(todo) < 2:
-        return [getattr(p, method)(*a) for a in tqdm(arglist, desc=desc)]
+        # One thread, as in the workers: a job's numbers do not depend on where it ran (this
+        # matters after an interruption, when the few jobs left run in this process).
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return [getattr(p, method)(*a) for a in tqdm(arglist, desc=desc)]
+        finally:
+            torch.set_num_threads(threads)
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(min(workers, len(todo)), mp_context=ctx, initializer=_init_worker,
                              initargs=(p.cfg,)) as ex:
@@ -259,16 +286,17 @@ def run_core(cfg: ExperimentConfig) -> list[dict]:
     epochs = range(1, cfg.lock.epochs + 1)
     evals = [(zr, "model", False) for zr in zoo_runs] + [(lock_run, f"epoch_{e}", pw) for e in epochs
                                                          for pw in (False, True)]
-    wsus = [(lock_run, e, s, weak_elicit) for e in epochs for s in range(cfg.wsu.seeds)]
+    wsus = [(lock_run, e, weak_elicit) for e in epochs]
     # One pool for both kinds of jobs would be faster still; two keep the code plain.
     ev = run_jobs(p, "eval", evals, "evaluating")
-    ws = run_jobs(p, "wsu", wsus,
-                  f"WSU ({cfg.wsu.n_samples} samples x {cfg.wsu.steps} steps, {len(wsus)} runs)")
+    ws = run_jobs(p, "wsu_group", wsus, f"WSU ({cfg.wsu.n_samples} samples x {cfg.wsu.steps} steps, "
+                                        f"{cfg.wsu.seeds} seeds x {len(wsus)} checkpoints)")
     for (run, ckpt, pw), res in zip(evals, ev):
         if ckpt == "model":
             row(run.name, None, "none", None, pw, res, run.id)
         else:
             row("locked", int(ckpt.split("_")[1]), "none", None, pw, res, run.id)
-    for (run, e, s, _), res in zip(wsus, ws):
-        row("locked", e, "wsu", s, False, res, run.id)
+    for (run, e, _), group in zip(wsus, ws):
+        for s, res in enumerate(group):
+            row("locked", e, "wsu", s, False, res, p.wsu_run(run, e, s, weak_elicit).id)
     return rows

@@ -103,8 +103,10 @@ def plot_core(summary: dict, path: Path, title: str) -> None:
     ax2.set(xlabel="locking epoch", ylabel="fraction of the gap recovered by WSU",
             title=f"gap recovered (95% CI: test problems x seeds)\nshown where pwd − no pwd ≥ {MIN_GAP}")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    tmp = path.with_name(path.stem + ".tmp" + path.suffix)  # never a half-written figure
+    fig.savefig(tmp, dpi=110)
     plt.close(fig)
+    tmp.replace(path)
 
 
 def write_core_report(rows: list[dict], out_dir: Path, cfg) -> dict:

@@ -1,9 +1,10 @@
 """Run directories: one per stage result, keyed by a hash of what changes that result.
 
 A run directory `runs/<stage>/<name>-<key>` holds the stage's outputs and, written last,
-`run.json` (spec, upstream runs, git commit, versions, timings, results). A run with a valid
-`run.json` is finished and is reused, never recomputed; anything else in a run directory is a
-leftover of an interrupted attempt and is wiped before the stage runs again. A file lock keeps
+`run.json` (spec, upstream runs, git commit, versions, timings, results, and a manifest: the
+size and SHA-256 of every output file). A run whose `run.json` is valid and whose files match
+the manifest is finished and is reused, never recomputed; anything else in a run directory (a
+leftover of an interrupted attempt, or a file damaged since) is wiped and the stage runs again. A file lock keeps
 two processes from computing the same run at once: the second waits, then reuses the result.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -21,10 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from pwlock.utils import atomic_write_text
+from pwlock.utils import ComputeClock, atomic_write_text, sha256_file
 
 # Bump a stage's version when its code changes what it computes: old runs stop matching.
-STAGE_VERSIONS = {"zoo": 1, "samples": 1, "lock": 1, "eval": 1, "wsu": 1}
+# wsu 2: the seeds of an epoch train together (pwlock.stacked).
+STAGE_VERSIONS = {"zoo": 1, "samples": 1, "lock": 1, "eval": 1, "wsu": 2}
 
 
 def run_key(stage: str, spec: dict, upstream: dict[str, str]) -> str:
@@ -57,6 +60,29 @@ def _versions() -> dict:
             "transformers": transformers.__version__, "pwlock": __version__}
 
 
+# Run directories whose files were checked against their manifest in this process.
+_VERIFIED: set[Path] = set()
+
+
+def _manifest(d: Path) -> dict[str, list]:
+    """[size, sha256] of every file under `d` except run.json."""
+    return {f.relative_to(d).as_posix(): [f.stat().st_size, sha256_file(f)]
+            for f in sorted(d.rglob("*")) if f.is_file() and f.name != "run.json"}
+
+
+def _check_manifest(d: Path, manifest: dict | None) -> str | None:
+    """None if the files of `d` match `manifest`, else what is wrong."""
+    if manifest is None:
+        return None  # runs finished before manifests existed: trusted as before
+    for rel, (size, digest) in manifest.items():
+        f = d / rel
+        if not f.is_file():
+            return f"missing {rel}"
+        if f.stat().st_size != size or sha256_file(f) != digest:
+            return f"{rel} changed since the run finished"
+    return None
+
+
 @dataclass
 class Run:
     runs_dir: Path
@@ -86,7 +112,17 @@ class Run:
             info = json.loads(p.read_text())
         except (OSError, json.JSONDecodeError):
             return None
-        return info if info.get("status") == "finished" and info.get("key") == self.key else None
+        if info.get("status") != "finished" or info.get("key") != self.key:
+            return None
+        if self.dir not in _VERIFIED:
+            bad = _check_manifest(self.dir, info.get("manifest"))
+            if bad:
+                import warnings
+
+                warnings.warn(f"run {self.id} is damaged ({bad}); it will be recomputed", stacklevel=2)
+                return None
+            _VERIFIED.add(self.dir)
+        return info
 
     @property
     def done(self) -> bool:
@@ -123,16 +159,27 @@ class Run:
                 indent=2, default=str))
             if log:
                 log(f"computing {self.id}")
-            t0 = time.time()
+            self._journal("start")
+            t0, c0 = time.time(), ComputeClock.seconds
             results = fn(self.dir)
+            _VERIFIED.discard(self.dir)
             info = {
                 "status": "finished", "stage": self.stage, "name": self.name, "key": self.key,
                 "spec": self.spec, "upstream": self.upstream, "results": results,
                 "git": _git_info(), "versions": _versions(),
-                "timings": {"started": t0, "seconds": round(time.time() - t0, 3)},
+                "timings": {"started": t0, "seconds": round(time.time() - t0, 3),
+                            "compute_seconds": round(ComputeClock.seconds - c0, 3)},
+                "manifest": _manifest(self.dir),
             }
             atomic_write_text(self.dir / "run.json", json.dumps(info, indent=2, default=str))
+            self._journal("finish")
             return results
+
+    def _journal(self, event: str) -> None:
+        """One line per computation in `<runs_dir>/journal.log`: when, which process, which run."""
+        line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} pid={os.getpid()} {event} {self.id}\n"
+        with open(Path(self.runs_dir) / "journal.log", "a") as f:  # O_APPEND: whole lines
+            f.write(line)
 
 
 def load_results(run: Run) -> Any:

@@ -1,7 +1,8 @@
 """Batched generation with a KV cache, greedy or with temperature.
 
 Prompts are left-padded; position ids come from the attention mask, so a prompt gives the same
-completion whatever else is in its batch. Generation stops when every sequence has emitted EOS.
+completion whatever else is in its batch. Rows that have emitted EOS are dropped from the batch
+(with their KV cache) once they are a quarter of it, and generation stops when all are done.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from typing import Sequence
 
 import torch
 from tqdm.auto import tqdm
+
+from pwlock.utils import ComputeClock
 
 
 def _cache_kwarg(model) -> str:
@@ -52,29 +55,41 @@ def generate(
             mask[i, T - len(e) :] = 1
         ids, mask = ids.to(device), mask.to(device)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        res = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
+        with ComputeClock():
+            res = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
         cache, logits = _cache_of(res), res.logits[:, -1]
         pos = pos[:, -1:]
-        done = torch.zeros(len(enc), dtype=torch.bool, device=device)
-        new_tokens = []
-        for _ in range(max_new_tokens):
+        B = len(enc)
+        out_tok = torch.full((B, max_new_tokens), eos, dtype=torch.long)
+        rows = torch.arange(B)  # original row of each active row
+        fin = torch.zeros(B, dtype=torch.bool, device=device)  # active rows that emitted EOS
+        for t in range(max_new_tokens):
             if temperature > 0:
-                probs = torch.softmax(logits.float() / temperature, -1).cpu()
-                nxt = torch.multinomial(probs, 1, generator=gen).squeeze(1).to(device)
+                # sample for every original row (finished ones too), so a row's randomness does
+                # not depend on which other rows are still running
+                full = torch.zeros((B, logits.shape[-1]), dtype=torch.float32)
+                full[rows] = logits.float().cpu()
+                probs = torch.softmax(full / temperature, -1)
+                nxt = torch.multinomial(probs, 1, generator=gen).squeeze(1)[rows].to(device)
             else:
                 nxt = logits.argmax(-1)
-            nxt = torch.where(done, torch.full_like(nxt, eos), nxt)
-            new_tokens.append(nxt)
-            done |= nxt == eos
-            if bool(done.all()):
+            nxt = torch.where(fin, torch.full_like(nxt, eos), nxt)
+            out_tok[rows, t] = nxt.cpu()
+            fin |= nxt == eos
+            if bool(fin.all()) or t == max_new_tokens - 1:
                 break
+            if fin.float().mean() >= 0.25:
+                # drop finished rows (and their cache) once a quarter of the active rows are done
+                keep = (~fin).nonzero().squeeze(1)
+                cache.batch_select_indices(keep)
+                rows, mask, pos, nxt, fin = rows[keep.cpu()], mask[keep], pos[keep], nxt[keep], fin[keep]
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
             pos = pos + 1
-            res = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos,
-                        use_cache=True, **{_cache_kwarg(model): cache})
+            with ComputeClock():
+                res = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos,
+                            use_cache=True, **{_cache_kwarg(model): cache})
             cache, logits = _cache_of(res), res.logits[:, -1]
-        toks = torch.stack(new_tokens, 1).tolist()
-        for row in toks:
+        for row in out_tok.tolist():
             if eos in row:
                 row = row[: row.index(eos)]
             out.append(tokenizer.decode(row, skip_special_tokens=True))

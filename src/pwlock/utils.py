@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
+import time
 from pathlib import Path
 from typing import Iterable
 
@@ -12,16 +14,47 @@ import numpy as np
 import torch
 
 
+class ComputeClock:
+    """Seconds spent inside model calls (forward, backward, optimizer step) in this process.
+
+    `train`, `train_stacked` and `generate` add to it; a run records how much of its wall time
+    was model compute (run.json `timings.compute_seconds`), so overhead is visible."""
+
+    seconds = 0.0
+
+    def __enter__(self):
+        self._t = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        ComputeClock.seconds += time.perf_counter() - self._t
+        return False
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write to a temporary name, fsync, then rename: readers never see a partial file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)  # e.g. disk full: leave no partial file behind
+        if isinstance(e, OSError) and e.filename is None:
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from e  # name the file
+        raise
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:

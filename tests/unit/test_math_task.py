@@ -175,17 +175,20 @@ def test_two_layouts_at_once_is_an_error(tmp_path):
         make(tmp_path / "m").splits()
 
 
-def test_rows_without_ids_and_without_boxed_answers(tmp_path, caplog):
+def test_rows_without_ids_and_without_boxed_answers(tmp_path):
     rows = [json.loads(line) for line in (ROWS / "test.jsonl").read_text().splitlines()]
     for r in rows:
         del r["unique_id"]
+    good = rows[0]["solution"]
     rows[0]["solution"] = "no boxed answer here"
     (tmp_path / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     shutil.copy(ROWS / "train.jsonl", tmp_path / "train.jsonl")
-    task = make(tmp_path)
-    test = task.splits()["test"]
-    assert len(test) == N_TEST - 1 and task.skipped == {"test": 1}
-    assert "no \\boxed{} answer" in caplog.text
+    with pytest.raises(DataError, match=r"1 MATH test problem\(s\) have no \\boxed\{\} answer.*e\.g\. test/\w+/0"):
+        make(tmp_path).splits()
+    rows[0]["solution"] = good
+    (tmp_path / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    test = make(tmp_path).splits()["test"]
+    assert len(test) == N_TEST
     assert {p.id for p in test} >= {"test/algebra/1", "test/precalculus/12"}  # <split>/<subject>/<row>
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 
+from pwlock.stacked import train_stacked
 from pwlock.train import Example, train
 
 
@@ -24,3 +25,14 @@ def wsu(model, tokenizer, task, samples: list[dict], problems_by_id: dict, wsu_c
     return train(model, tokenizer, examples, steps=wsu_cfg.steps, batch_size=len(examples), lr=wsu_cfg.lr,
                  optimizer=wsu_cfg.optimizer, loss=wsu_cfg.loss, seed=seed, grad_clip=0.0,
                  desc="wsu", progress=False)
+
+
+def wsu_stacked(model, tokenizer, task, sample_sets: list[list[dict]], problems_by_id: dict, wsu_cfg):
+    """WSU with several sample sets at once (one run per set, trained together; `model` unchanged).
+
+    Returns each run's final parameters and per-step losses (see `pwlock.stacked.train_stacked`).
+    """
+    example_sets = [[Example(task.prompt(problems_by_id[s["problem_id"]], None), s["completion"]) for s in samples]
+                    for samples in sample_sets]
+    return train_stacked(model, tokenizer, example_sets, steps=wsu_cfg.steps, lr=wsu_cfg.lr,
+                         optimizer=wsu_cfg.optimizer, loss=wsu_cfg.loss)

@@ -11,8 +11,8 @@ Data (`task.data_dir`), either layout:
 
 Problem ids are stable: `<split>/<subject>/<id>` (e.g. `test/algebra/123`), or for row files
 without an id field `<split>/<subject>/<row number>`. The reference answer is the last
-`\boxed{}` of the reference solution; a problem whose solution has none is skipped (counted
-in `MathTask.skipped`, with a warning).
+`\boxed{}` of the reference solution; a problem whose solution has none is an error (`DataError`
+naming it): a problem without a reference answer cannot be graded.
 
 Filters (both source splits): `task.subjects` (directory names or `type` values, empty = all),
 `task.levels` (ints 1-5, empty = all; a problem of unknown level "Level ?" is kept only when
@@ -410,7 +410,6 @@ class MathTask(Task):
         if unknown:
             log.warning("task.subjects: %s not among the MATH subjects %s", unknown, list(SUBJECTS))
         self.levels = set(cfg.levels)
-        self.skipped: dict[str, int] = {}
         self._splits: dict[str, list[Problem]] | None = None
 
     def format_problem(self, problem: Problem) -> str:
@@ -427,7 +426,7 @@ class MathTask(Task):
 
     def load(self, root: Path, split: str) -> list[Problem]:
         """The problems of source split `split` that pass the filters (in file order)."""
-        out, no_box = [], 0
+        out, no_box = [], []
         for pid, subject, row in load_rows(Path(root), split):
             if self.subjects and subject not in self.subjects:
                 continue
@@ -437,12 +436,12 @@ class MathTask(Task):
                 continue
             answer = extract_boxed(row["solution"])
             if answer is None or not answer.strip():
-                no_box += 1
+                no_box.append(pid)
                 continue
             out.append(Problem(id=pid, text=row["problem"], answer=answer, solution=row["solution"]))
         if no_box:
-            self.skipped[split] = no_box
-            log.warning("MATH %s: skipped %d problems whose solution has no \\boxed{} answer", split, no_box)
+            raise DataError(f"{root}: {len(no_box)} MATH {split} problem(s) have no \\boxed{{}} answer in their "
+                            f"solution, e.g. {no_box[0]}; a problem needs a reference answer (fix or drop them)")
         return out
 
     def score(self, problem: Problem, completion: str) -> Score:

@@ -1,0 +1,101 @@
+"""Reliability end to end: SIGKILL at random moments then resume gives the results of an
+uninterrupted run, bit for bit; two processes on the same experiment never compute a run twice.
+
+The default suite kills 3 times; `make test-slow` runs the 20-kill version.
+"""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+NANO = [
+    "experiment=nano", "workers=2", "threads=1",
+    "task.n_operands=3", "task.n_test=100", "task.n_elicit=20", "task.n_lock=100",
+    "eval.max_new_tokens=24", "eval.batch_size=50",
+    "lock.weak_model=weak", "lock.epochs=2", "lock.lr=5e-4", "lock.batch_size=16",
+    "password.p_no_password=1.0", "password.position=start",
+    "wsu.steps=10", "wsu.seeds=2",
+]
+ZOO = """
+zoo:
+  - {name: strong, arch: {hidden_size: 32, num_layers: 2, num_heads: 2, intermediate_size: 64},
+     steps: 150, batch_size: 32, lr: 0.005}
+  - {name: weak, arch: {hidden_size: 32, num_layers: 1, num_heads: 2, intermediate_size: 64},
+     steps: 40, batch_size: 32, lr: 0.005}
+"""
+
+
+def command(tmp_path: Path, runs: str, out: str) -> list[str]:
+    cfg = tmp_path / "nano.yaml"
+    cfg.write_text(ZOO)
+    return [sys.executable, "-m", "pwlock.cli", "run", str(cfg), *NANO,
+            f"runs_dir={tmp_path / runs}", f"out_dir={tmp_path / out}"]
+
+
+def env() -> dict:
+    return {**os.environ, "PYTHONHASHSEED": "0", "TQDM_DISABLE": "1"}
+
+
+def run_to_end(cmd) -> subprocess.CompletedProcess:
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env(), timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return res
+
+
+def kill_and_resume(tmp_path: Path, n_kills: int, seed: int):
+    ref_cmd = command(tmp_path, "runs_ref", "out_ref")
+    t0 = time.time()
+    run_to_end(ref_cmd)
+    t_full = time.time() - t0
+    reference = (tmp_path / "out_ref" / "results.csv").read_bytes()
+
+    cmd = command(tmp_path, "runs", "out")
+    rng = random.Random(seed)
+    kills = 0
+    for _ in range(n_kills):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env(),
+                                start_new_session=True)
+        try:
+            proc.wait(timeout=rng.uniform(1.0, t_full))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the run and its worker processes, no clean-up
+            proc.wait()
+            kills += 1
+        if proc.returncode == 0:  # finished before the kill: start over from nothing
+            break
+    run_to_end(cmd)
+    assert kills >= 1
+    assert (tmp_path / "out" / "results.csv").read_bytes() == reference
+    # and a rerun of the finished experiment recomputes nothing
+    n_lines = len((tmp_path / "runs" / "journal.log").read_text().splitlines())
+    run_to_end(cmd)
+    assert len((tmp_path / "runs" / "journal.log").read_text().splitlines()) == n_lines
+
+
+def test_kill_and_resume_gives_identical_results(tmp_path):
+    kill_and_resume(tmp_path, n_kills=3, seed=0)
+
+
+@pytest.mark.slow
+def test_kill_and_resume_20_times(tmp_path):
+    kill_and_resume(tmp_path, n_kills=20, seed=1)
+
+
+def test_two_processes_on_one_experiment(tmp_path):
+    cmd = command(tmp_path, "runs", "out")
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+             for _ in range(2)]
+    logs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [e[-2000:] for _, e in logs]
+    journal = (tmp_path / "runs" / "journal.log").read_text().splitlines()
+    started = [line.split()[-1] for line in journal if " start " in line]
+    pids = {line.split()[1] for line in journal}
+    assert len(started) == len(set(started)), "a run was computed twice"
+    assert len(pids) >= 2  # both processes did part of the work (or its workers did)
+    assert len(started) == len(list((tmp_path / "runs").rglob("run.json")))
