@@ -28,27 +28,39 @@ def main() -> None:
     ap.add_argument("--config", default="configs/toy/core.yaml")
     ap.add_argument("--runs-dir", default="/tmp/pwlock-bench-runs")
     ap.add_argument("--out-dir", default="/tmp/pwlock-bench-out")
+    ap.add_argument("--since", type=float, default=None,
+                    help="do not run: summarize the runs of --runs-dir started after this Unix time")
     ap.add_argument("overrides", nargs="*")
     a = ap.parse_args()
     runs = Path(a.runs_dir)
-    shutil.rmtree(runs, ignore_errors=True)
-    cmd = [sys.executable, "-m", "pwlock.cli", "run", a.config, *a.overrides, f"runs_dir={runs}",
-           f"out_dir={a.out_dir}"]
-    t = time.perf_counter()
-    subprocess.run(cmd, check=True)
-    wall = time.perf_counter() - t
-    peak_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+    if a.since is None:
+        shutil.rmtree(runs, ignore_errors=True)
+        cmd = [sys.executable, "-m", "pwlock.cli", "run", a.config, *a.overrides, f"runs_dir={runs}",
+               f"out_dir={a.out_dir}"]
+        t = time.perf_counter()
+        subprocess.run(cmd, check=True)
+        wall = time.perf_counter() - t
+        peak_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
     by_stage = defaultdict(lambda: [0, 0.0, 0.0])
+    starts, ends = [], []
     for f in runs.rglob("run.json"):
         info = json.loads(f.read_text())
+        if a.since is not None and info["timings"]["started"] < a.since:
+            continue
+        starts.append(info["timings"]["started"])
+        ends.append(info["timings"]["started"] + info["timings"]["seconds"])
         res = info["results"] if isinstance(info["results"], dict) else {}
         shared = res.get("group_train_seconds", 0.0) / max(1, res.get("group_size", 1))  # stacked WSU
         s = by_stage[info["stage"]]
         s[0] += 1
         s[1] += info["timings"]["seconds"] + shared
         s[2] += info["timings"].get("compute_seconds", 0.0) + shared
-    print(f"E1 ({a.config} {' '.join(a.overrides)}): wall {wall / 60:.1f} min, peak RSS of one process "
-          f"{peak_gib:.2f} GiB")
+    if a.since is None:
+        print(f"E1 ({a.config} {' '.join(a.overrides)}): wall {wall / 60:.1f} min, peak RSS of one process "
+              f"{peak_gib:.2f} GiB")
+    else:
+        print(f"runs of {runs} started after {a.since:.0f}: first start to last finish "
+              f"{(max(ends) - min(starts)) / 60:.1f} min")
     print("| stage | runs | run seconds (sum) | model compute seconds (sum) | compute share |")
     print("|---|---|---|---|---|")
     tot = [0, 0.0, 0.0]

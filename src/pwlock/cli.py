@@ -12,7 +12,8 @@ from pathlib import Path
 from pwlock.config import ConfigError, dump_yaml, load_config
 from pwlock.utils import atomic_write_text
 
-EXPERIMENTS = {"core": "run_core"}
+# kind -> (pwlock.experiment function, pwlock.report function)
+EXPERIMENTS = {"core": ("run_core", "write_core_report"), "attacks": ("run_attacks", "write_attacks_report")}
 
 
 def _readme_block(summary: dict, results_dir: Path) -> str:
@@ -39,24 +40,39 @@ def cmd_run(args) -> int:
         print(dump_yaml(cfg))
         return 0
     from pwlock import experiment
-    from pwlock.report import write_core_report
 
+    from pwlock import report
+
+    if cfg.kind not in EXPERIMENTS:
+        raise ConfigError(f"kind={cfg.kind!r}: unknown experiment kind; use one of {sorted(EXPERIMENTS)}")
     t0 = time.time()
-    kind = getattr(cfg, "kind", "core")
-    rows = getattr(experiment, EXPERIMENTS[kind])(cfg)
-    summary = write_core_report(rows, cfg.results_dir, cfg)
-    if args.readme:
-        sync_readme(Path(args.readme), summary, cfg.results_dir)
-    from pwlock.report import verdict
-
+    run_fn, report_fn = EXPERIMENTS[cfg.kind]
+    rows = getattr(experiment, run_fn)(cfg)
+    summary = getattr(report, report_fn)(rows, cfg.results_dir, cfg)
     print(f"wrote {cfg.results_dir}/ (results.csv, summary.json, {cfg.experiment}.png, report.md) "
           f"in {time.time() - t0:.0f} s")
-    print(verdict(summary))
+    if cfg.kind == "core":
+        if args.readme:
+            sync_readme(Path(args.readme), summary, cfg.results_dir)
+        print(report.verdict(summary))
+    else:
+        for name, s in summary["attacks"].items():
+            print(report.attack_verdict(name, s))
     return 0
 
 
 def cmd_config(args) -> int:
     print(dump_yaml(load_config(args.config, args.overrides)))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from pwlock.findings import write_findings
+
+    if not args.all:
+        raise ConfigError("pwlock report: use --all (regenerates docs/findings.md from results/)")
+    write_findings(Path(args.results), Path(args.out))
+    print(f"wrote {args.out}")
     return 0
 
 
@@ -73,6 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("config")
     c.add_argument("overrides", nargs="*")
     c.set_defaults(fn=cmd_config)
+    rp = sub.add_parser("report", help="regenerate docs/findings.md from results/ (claim by claim)")
+    rp.add_argument("--all", action="store_true", help="every experiment of the catalogue")
+    rp.add_argument("--results", default="results")
+    rp.add_argument("--out", default="docs/findings.md")
+    rp.set_defaults(fn=cmd_report)
     # Options may come after the overrides: argparse leaves those overrides as "unknown".
     args, extra = ap.parse_known_args(argv)
     bad = [x for x in extra if x.startswith("-") or "=" not in x]

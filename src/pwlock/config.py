@@ -106,6 +106,25 @@ class WSUConfig:
 
 
 @dataclass(frozen=True)
+class AttackConfig:
+    name: str = _f("wsu", "label of this attack in the results")
+    kind: str = _f("wsu", "wsu: fine-tune on n weak samples (full batch each step) | demos: the same on n "
+                   "strong samples | varied: `steps` steps of batch n over a pool of weak samples | "
+                   "noise: Gaussian noise, `scale` x each tensor's std | scale: weights x `scale` | "
+                   "decay: weights shrunk by (1 - lr x weight_decay) per step for `steps` steps")
+    n_samples: int = _f(2, "samples per run (wsu, demos) or per batch (varied)")
+    pool: int = _f(200, "varied: size of the pool of weak samples")
+    steps: int = _f(200, "training / decay steps")
+    lr: float = _f(3e-5, "learning rate")
+    optimizer: str = _f("adamw", "adamw | lion")
+    loss: str = _f("completion", "completion | full")
+    scale: float = _f(0.0, "noise: noise std / tensor std; scale: weight multiplier")
+    weight_decay: float = _f(0.0, "decay: decay coefficient (with lr and steps)")
+    seeds: int = _f(5, "seeds (sample sets or noise draws); deterministic kinds use 1")
+    epoch: int = _f(0, "lock epoch attacked (0 = the last)")
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     batch_size: int = _f(1000, "prompts per generation batch (results do not depend on it)")
     max_new_tokens: int = _f(40, "generation budget per answer")
@@ -126,6 +145,9 @@ class ExperimentConfig:
     eval: EvalConfig = _f(None, "evaluation")
     threads: int = _f(0, "torch CPU threads of the main process (0 = all cores)")
     workers: int = _f(0, "processes for independent runs (WSU, evaluations); 0 = one per core, 1 = none")
+    kind: str = _f("core", "core: E1 (WSU at every lock epoch) | attacks: the `attacks` list on one lock epoch",
+                   since="0.2")
+    attacks: list = _f([], "attacks: elicitation attacks to compare (list of AttackConfig)", since="0.2")
 
     @property
     def results_dir(self) -> Path:
@@ -133,7 +155,7 @@ class ExperimentConfig:
 
 
 # Nested dataclass fields whose default is None are built from their own defaults.
-_LIST_ITEM = {("ExperimentConfig", "zoo"): ZooModelConfig}
+_LIST_ITEM = {("ExperimentConfig", "zoo"): ZooModelConfig, ("ExperimentConfig", "attacks"): AttackConfig}
 
 
 def _type_name(t) -> str:
@@ -235,19 +257,37 @@ def _set_override(data: dict, dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def _read_yaml(path: Path, chain: tuple = ()) -> dict:
+    """A YAML mapping; a top-level `base: other.yaml` (relative to this file) is loaded first and
+    this file's keys are merged into it (sections merge key by key; lists and values replace)."""
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}" + (f" (base of {chain[-1]})" if chain else ""))
+    if path.resolve() in chain:
+        raise ConfigError(f"{path}: circular `base:` chain")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"cannot parse YAML in {path}: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of keys, got {type(data).__name__}")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: base must be a file name, got {base!r}")
+    return _merge(_read_yaml(path.parent / base, (*chain, path.resolve())), data)
+
+
+def _merge(base: dict, top: dict) -> dict:
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> ExperimentConfig:
-    """Load YAML (safe loader), apply `key=value` overrides, validate strictly."""
-    data: dict = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"cannot parse YAML in {path}: {str(e).splitlines()[0]}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: top level must be a mapping of keys, got {type(data).__name__}")
+    """Load YAML (safe loader; `base:` inheritance), apply `key=value` overrides, validate strictly."""
+    data: dict = _read_yaml(Path(path)) if path is not None else {}
     for ov in overrides:
         if "=" not in ov:
             raise ConfigError(f"override {ov!r} is not of the form key=value")

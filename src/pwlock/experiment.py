@@ -23,6 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from pwlock.config import ExperimentConfig, spec_dict
+from pwlock.elicit import attacks
 from pwlock.elicit.wsu import pick_samples, wsu_stacked
 from pwlock.evaluate import evaluate
 from pwlock.lock import check_passwords, lock_mixture, run_lock
@@ -226,6 +227,63 @@ class Pipeline:
         return out
 
 
+    # -- attacks (E3-E6, E15: other elicitation attacks and controls on one lock checkpoint) -----
+    def attack_epoch(self, a) -> int:
+        e = a.epoch or self.cfg.lock.epochs
+        if not 1 <= e <= self.cfg.lock.epochs:
+            raise ValueError(f"attack {a.name!r}: epoch {e} not in 1..lock.epochs={self.cfg.lock.epochs}")
+        return e
+
+    def attack_run(self, lock_run: Run, a, seed_idx: int, sources: dict[str, Run]) -> Run:
+        spec = spec_dict(a)
+        spec.pop("name")
+        spec.pop("seeds")
+        spec.pop("epoch")
+        need = {"wsu": "weak", "varied": "weak", "demos": "strong"}.get(a.kind)
+        upstream = {"lock": lock_run.id, **({f"{need}_samples": sources[need].id} if need else {})}
+        return Run(self.runs_dir, "attack", f"{a.kind}-e{self.attack_epoch(a)}-s{seed_idx}",
+                   {"attack": spec, "epoch": self.attack_epoch(a), "task": self.task_spec,
+                    "seed": derive_seed("attack", self.cfg.seed, a.kind, seed_idx),
+                    "max_new_tokens": self.cfg.eval.max_new_tokens}, upstream)
+
+    def attack_group_done(self, lock_run: Run, a, sources: dict[str, Run]) -> bool:
+        return all(self.attack_run(lock_run, a, s, sources).done for s in range(attacks.n_seeds(a)))
+
+    def attack_group(self, lock_run: Run, a, sources: dict[str, Run]) -> list[dict]:
+        """Every seed of one attack on its lock checkpoint, each evaluated into its own run."""
+        attacks.check_attack(a)
+        runs = [self.attack_run(lock_run, a, s, sources) for s in range(attacks.n_seeds(a))]
+        if all(r.done for r in runs):
+            return [load_results(r) for r in runs]
+        ckpt = lock_run.dir / f"epoch_{self.attack_epoch(a)}"
+        model, tok, _ = load_checkpoint(ckpt)
+        src = {"wsu": "weak", "varied": "weak", "demos": "strong"}.get(a.kind)
+        pool = read_jsonl(sources[src].dir / "samples.jsonl") if src else []
+        finals = None
+        if a.kind in attacks.TRAINED_TOGETHER:
+            chosen = [pick_samples(pool, a.n_samples, r.spec["seed"]) for r in runs]
+            finals, losses = wsu_stacked(model, tok, self.task, chosen, self.by_id, a)
+        out = []
+        for i, r in enumerate(runs):
+            def fn(d: Path, i=i, r=r) -> dict:
+                m, _, _ = load_checkpoint(ckpt)
+                extra = {}
+                if finals is not None:
+                    m.load_state_dict(finals[i], strict=False)
+                    write_jsonl(d / "train_samples.jsonl", chosen[i])
+                    extra = {"final_loss": losses[i][-1], "samples": [c["problem_id"] for c in chosen[i]]}
+                elif a.kind == "varied":
+                    loss = attacks.varied(m, tok, self.task, pool, self.by_id, a, r.spec["seed"])
+                    extra = {"final_loss": loss[-1]}
+                else:
+                    attacks.perturb(m, a, r.spec["seed"])
+                res = evaluate(m, tok, self.task, self.splits["test"], None, self.cfg.eval, d / "records.jsonl")
+                return {**res, **extra}
+
+            out.append(r.compute(fn))
+        return out
+
+
 # -- parallel execution of independent runs ------------------------------------------------------
 # Small models on a CPU are bound by per-step overhead, not by arithmetic: two single-threaded
 # processes do about twice the work of one process with two threads. Each job is a Pipeline method
@@ -299,4 +357,41 @@ def run_core(cfg: ExperimentConfig) -> list[dict]:
     for (run, e, _), group in zip(wsus, ws):
         for s, res in enumerate(group):
             row("locked", e, "wsu", s, False, res, p.wsu_run(run, e, s, weak_elicit).id)
+    return rows
+
+
+def run_attacks(cfg: ExperimentConfig) -> list[dict]:
+    """Several elicitation attacks (cfg.attacks) on one lock, each with its seeds (E3-E6, E15)."""
+    if not cfg.attacks:
+        raise ValueError("kind=attacks needs a non-empty `attacks` list")
+    names = [a.name for a in cfg.attacks]
+    if len(set(names)) != len(names):
+        raise ValueError(f"attacks: names must be unique, got {names}")
+    for a in cfg.attacks:
+        attacks.check_attack(a)
+    p = Pipeline(cfg)
+    rows: list[dict] = []
+    zoo_runs = [p.zoo_run(m.name) for m in cfg.zoo]
+    p.zoo(cfg.strong_model)
+    run_jobs(p, "zoo", [(m.name,) for m in cfg.zoo if m.name != cfg.strong_model], "training the weak models")
+    lock_run = p.lock()
+    sources = {"weak": p.samples(p.zoo(cfg.lock.weak_model), "elicit", cfg.lock.weak_temperature),
+               "strong": p.samples(p.zoo(cfg.strong_model), "elicit", 0.0)}
+    epochs = sorted({p.attack_epoch(a) for a in cfg.attacks})
+    evals = [(zr, "model", False) for zr in zoo_runs] + [(lock_run, f"epoch_{e}", pw) for e in epochs
+                                                         for pw in (False, True)]
+    ev = run_jobs(p, "eval", evals, "evaluating")
+    for (run, ckpt, pw), res in zip(evals, ev):
+        model, epoch = (run.name, None) if ckpt == "model" else ("locked", int(ckpt.split("_")[1]))
+        rows.append({"experiment": cfg.experiment, "model": model, "lock_epoch": epoch, "attack": "none",
+                     "seed": None, "password": pw, "n_test": res["n_test"], "accuracy": res["accuracy"],
+                     "correct": res["correct"], "run": run.id})
+    jobs = [(lock_run, a, sources) for a in cfg.attacks]
+    groups = run_jobs(p, "attack_group", jobs, f"attacks ({len(jobs)})")
+    for a, group in zip(cfg.attacks, groups):
+        for s, res in enumerate(group):
+            rows.append({"experiment": cfg.experiment, "model": "locked", "lock_epoch": p.attack_epoch(a),
+                         "attack": a.name, "seed": s, "password": False, "n_test": res["n_test"],
+                         "accuracy": res["accuracy"], "correct": res["correct"],
+                         "run": p.attack_run(lock_run, a, s, sources).id})
     return rows

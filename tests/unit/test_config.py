@@ -66,3 +66,18 @@ def test_fields_added_later_leave_run_keys_unchanged_at_their_default():
     assert list(base) == ["name", "n_operands", "n_test", "n_elicit", "n_lock", "n_pretrain", "data_seed"]
     changed = spec_dict(TaskConfig(grader="exact", subjects=["algebra"]))
     assert changed["grader"] == "exact" and changed["subjects"] == ["algebra"]
+
+
+def test_base_inheritance(tmp_path):
+    from pwlock.config import ConfigError, load_config
+
+    (tmp_path / "a.yaml").write_text("experiment: a\nlock: {epochs: 3, lr: 0.01}\nwsu: {seeds: 2}\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\nexperiment: b\nlock: {epochs: 5}\n")
+    c = load_config(tmp_path / "b.yaml", ["wsu.seeds=4"])
+    assert (c.experiment, c.lock.epochs, c.lock.lr, c.wsu.seeds) == ("b", 5, 0.01, 4)  # merged key by key
+    (tmp_path / "c.yaml").write_text("base: c.yaml\n")
+    with pytest.raises(ConfigError, match="circular"):
+        load_config(tmp_path / "c.yaml")
+    (tmp_path / "d.yaml").write_text("base: nope.yaml\n")
+    with pytest.raises(ConfigError, match="nope.yaml"):
+        load_config(tmp_path / "d.yaml")
