@@ -148,3 +148,17 @@ def test_disk_full_during_a_write(capsys, tmp_path, monkeypatch):
     assert new_dirs and not list(new_dirs[0].glob("records.jsonl*"))  # no partial file
     assert not (new_dirs[0] / "run.json").exists()  # not marked finished
     assert (done.dir / "run.json").read_text() == before and done.done
+
+
+def test_yaml_is_read_with_the_safe_loader(capsys, tmp_path):
+    cfg = tmp_path / "evil.yaml"
+    cfg.write_text("experiment: !!python/object/apply:os.system ['touch pwned']\n")
+    code, err = run_cli(capsys, cfg, "--dry-run")
+    assert code == 2 and "cannot parse YAML" in err and not (tmp_path / "pwned").exists()
+
+
+def test_missing_model_path(tmp_path):
+    from pwlock.hf import load_pretrained
+
+    with pytest.raises((FileNotFoundError, ValueError), match=str(tmp_path / "no-model")):
+        load_pretrained(tmp_path / "no-model", device="cpu")
