@@ -117,15 +117,19 @@ def write_findings(results: Path = Path("results"), out: Path = Path("docs/findi
         if s is None:
             rows.append(f"| {eid} | {title} | not run (`results/{name}/` missing) |")
             continue
-        meas, verdict = fn(s)
-        if eid == "E1":  # every seed of the core result that was run (results/core-seed<k>)
-            per_seed = [("seed 0", s)] + [(d.name.replace("core-seed", "seed "), json.loads((d / "summary.json").read_text()))
-                                          for d in sorted(results.glob("core-seed*")) if (d / "summary.json").is_file()]
-            if len(per_seed) > 1:
-                meas = "; ".join(f"{k}: {fn(v)[0]}" for k, v in per_seed)
-                vs = [_verdict_of(v[max(v, key=int)]) for _, v in per_seed]
-                verdict = (vs[0] if len(set(vs)) == 1 else
-                           "inconclusive (" + ", ".join(f"{k} {v}" for (k, _), v in zip(per_seed, vs)) + ")")
+        # every seed that was run: results/<name> (seed 0) and results/<name>-seed<k>
+        per_seed = [("seed 0", s)]
+        for d in sorted(results.glob(f"{name}-seed*")):
+            if (d / "summary.json").is_file():
+                per_seed.append((d.name.replace(f"{name}-seed", "seed "), json.loads((d / "summary.json").read_text())))
+        found = [(k, *fn(v)) for k, v in per_seed]
+        if len(found) == 1:
+            meas, verdict = found[0][1], found[0][2]
+        else:
+            meas = "; ".join(f"**{k}:** {m}" for k, m, _ in found)
+            vs = [v for _, _, v in found]
+            verdict = (vs[0] + f" (all {len(vs)} seeds)" if len(set(vs)) == 1 else
+                       "mixed: " + "; ".join(f"{k}: {v}" for k, _, v in found))
         fig = next((p.name for p in sorted((results / name).glob("*.png"))), None)
         rows.append(f"| {eid} | {title} | {verdict} |")
         sections += [f"## {eid} — {title}", "", f"**Claim (write-up):** {claim}", "",

@@ -6,6 +6,7 @@ The default suite kills 3 times; `make test-slow` runs the 20-kill version.
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -43,8 +44,8 @@ def kill_and_resume(tmp_path: Path, n_kills: int, seed: int):
 
     cmd = command(tmp_path, "runs", "out")
     rng = random.Random(seed)
-    kills = 0
-    for _ in range(n_kills):
+    kills = completed = 0
+    while kills < n_kills:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env(),
                                 start_new_session=True)
         try:
@@ -53,10 +54,15 @@ def kill_and_resume(tmp_path: Path, n_kills: int, seed: int):
             os.killpg(proc.pid, signal.SIGKILL)  # the run and its worker processes, no clean-up
             proc.wait()
             kills += 1
-        if proc.returncode == 0:  # finished before the kill: start over from nothing
-            break
+            continue
+        # it finished before its kill time: check it, then start over from nothing so that every
+        # one of the n_kills kills lands in a run that still has work to do
+        assert proc.returncode == 0
+        assert (tmp_path / "out" / "results.csv").read_bytes() == reference
+        completed += 1
+        shutil.rmtree(tmp_path / "runs")
+        shutil.rmtree(tmp_path / "out")
     run_to_end(cmd)
-    assert kills >= 1
     assert (tmp_path / "out" / "results.csv").read_bytes() == reference
     # and a rerun of the finished experiment recomputes nothing
     n_lines = len((tmp_path / "runs" / "journal.log").read_text().splitlines())
