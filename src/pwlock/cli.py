@@ -39,9 +39,7 @@ def cmd_run(args) -> int:
     if args.dry_run:
         print(dump_yaml(cfg))
         return 0
-    from pwlock import experiment
-
-    from pwlock import report
+    from pwlock import experiment, report
 
     if cfg.kind not in EXPERIMENTS:
         raise ConfigError(f"kind={cfg.kind!r}: unknown experiment kind; use one of {sorted(EXPERIMENTS)}")

@@ -119,14 +119,16 @@ class AttackConfig:
     optimizer: str = _f("adamw", "adamw | lion")
     loss: str = _f("completion", "completion | full")
     scale: float = _f(0.0, "noise: noise std / tensor std; scale: weight multiplier")
-    weight_decay: float = _f(0.0, "decay: decay coefficient (with lr and steps)")
+    weight_decay: float = _f(0.0, "decay: decay coefficient (with lr and steps); wsu/demos/varied: the "
+                             "optimizer's weight decay")
     seeds: int = _f(5, "seeds (sample sets or noise draws); deterministic kinds use 1")
     epoch: int = _f(0, "lock epoch attacked (0 = the last)")
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    batch_size: int = _f(1000, "prompts per generation batch (results do not depend on it)")
+    batch_size: int = _f(1000, "prompts per generation batch (greedy results do not depend on it; "
+                         "temperature samples do, so it is in their run key when not 1000)")
     max_new_tokens: int = _f(40, "generation budget per answer")
 
 

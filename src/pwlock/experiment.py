@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from pwlock.config import ExperimentConfig, spec_dict
+from pwlock.config import EvalConfig, ExperimentConfig, WSUConfig, spec_dict
 from pwlock.elicit import attacks
 from pwlock.elicit.wsu import pick_samples, wsu_stacked
 from pwlock.evaluate import evaluate
@@ -36,6 +36,17 @@ from pwlock.train import Example, train
 from pwlock.utils import atomic_write_text, read_jsonl, seed_everything, write_jsonl
 
 N_VALID = 300  # pretrain problems held out to check zoo models' accuracy while they train
+DEFAULT_EVAL_BATCH = EvalConfig().batch_size
+DEFAULT_SEEDS = WSUConfig().seeds
+
+
+def _load_trained(model, weights: dict) -> None:
+    """Load the trained parameters of a stacked run; every name must match."""
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    if unexpected or trained - set(weights):
+        raise RuntimeError(f"stacked run weights do not match the model: unexpected {unexpected}, "
+                           f"missing {sorted(trained - set(weights))}")
 
 
 def derive_seed(*parts) -> int:
@@ -119,9 +130,12 @@ class Pipeline:
     # -- samples ---------------------------------------------------------------------------------
     def samples(self, model_run: Run, split: str, temperature: float) -> Run:
         seed = derive_seed("samples", self.cfg.seed, split, temperature)
-        run = Run(self.runs_dir, "samples", f"{model_run.name}-{split}",
-                  {"split": split, "temperature": temperature, "seed": seed, "task": self.task_spec,
-                   "max_new_tokens": self.cfg.eval.max_new_tokens}, {"model": model_run.id})
+        spec = {"split": split, "temperature": temperature, "seed": seed, "task": self.task_spec,
+                "max_new_tokens": self.cfg.eval.max_new_tokens}
+        if temperature > 0 and self.cfg.eval.batch_size != DEFAULT_EVAL_BATCH:
+            # one random generator walks the batches: sampled text depends on the batch size
+            spec["batch_size"] = self.cfg.eval.batch_size
+        run = Run(self.runs_dir, "samples", f"{model_run.name}-{split}", spec, {"model": model_run.id})
 
         def fn(d: Path) -> dict:
             model, tok, _ = load_checkpoint(model_run.dir / "model")
@@ -187,9 +201,11 @@ class Pipeline:
     def wsu_run(self, lock_run: Run, epoch: int, seed_idx: int, weak_elicit: Run) -> Run:
         wcfg = spec_dict(self.cfg.wsu)
         wcfg.pop("seeds")
-        return Run(self.runs_dir, "wsu", f"{lock_run.name}-e{epoch}-s{seed_idx}",
-                   {"wsu": wcfg, "epoch": epoch, "seed": derive_seed("wsu", self.cfg.seed, seed_idx),
-                    "task": self.task_spec, "max_new_tokens": self.cfg.eval.max_new_tokens},
+        spec = {"wsu": wcfg, "epoch": epoch, "seed": derive_seed("wsu", self.cfg.seed, seed_idx),
+                "task": self.task_spec, "max_new_tokens": self.cfg.eval.max_new_tokens}
+        if self.cfg.wsu.seeds != DEFAULT_SEEDS:
+            spec["group"] = self.cfg.wsu.seeds  # the seeds train stacked: K may change the last bits
+        return Run(self.runs_dir, "wsu", f"{lock_run.name}-e{epoch}-s{seed_idx}", spec,
                    {"lock": lock_run.id, "weak_samples": weak_elicit.id})
 
     def wsu_group_done(self, lock_run: Run, epoch: int, weak_elicit: Run) -> bool:
@@ -215,7 +231,7 @@ class Pipeline:
         out = []
         for r, c, weights, loss in zip(runs, chosen, finals, losses):
             def fn(d: Path, c=c, weights=weights, loss=loss) -> dict:
-                model.load_state_dict(weights, strict=False)
+                _load_trained(model, weights)
                 res = evaluate(model, tok, self.task, self.splits["test"], None, self.cfg.eval,
                                d / "records.jsonl")
                 write_jsonl(d / "train_samples.jsonl", c)
@@ -241,10 +257,12 @@ class Pipeline:
         spec.pop("epoch")
         need = {"wsu": "weak", "varied": "weak", "demos": "strong"}.get(a.kind)
         upstream = {"lock": lock_run.id, **({f"{need}_samples": sources[need].id} if need else {})}
-        return Run(self.runs_dir, "attack", f"{a.kind}-e{self.attack_epoch(a)}-s{seed_idx}",
-                   {"attack": spec, "epoch": self.attack_epoch(a), "task": self.task_spec,
-                    "seed": derive_seed("attack", self.cfg.seed, a.kind, seed_idx),
-                    "max_new_tokens": self.cfg.eval.max_new_tokens}, upstream)
+        full = {"attack": spec, "epoch": self.attack_epoch(a), "task": self.task_spec,
+                "seed": derive_seed("attack", self.cfg.seed, a.kind, seed_idx),
+                "max_new_tokens": self.cfg.eval.max_new_tokens}
+        if a.kind in attacks.TRAINED_TOGETHER and a.seeds != DEFAULT_SEEDS:
+            full["group"] = a.seeds  # the seeds train stacked: K may change the last bits
+        return Run(self.runs_dir, "attack", f"{a.kind}-e{self.attack_epoch(a)}-s{seed_idx}", full, upstream)
 
     def attack_group_done(self, lock_run: Run, a, sources: dict[str, Run]) -> bool:
         return all(self.attack_run(lock_run, a, s, sources).done for s in range(attacks.n_seeds(a)))
@@ -269,7 +287,7 @@ class Pipeline:
                 m, _, _ = load_checkpoint(ckpt)
                 extra = {}
                 if finals is not None:
-                    m.load_state_dict(finals[i], strict=False)
+                    _load_trained(m, finals[i])
                     write_jsonl(d / "train_samples.jsonl", chosen[i])
                     extra = {"final_loss": losses[i][-1], "samples": [c["problem_id"] for c in chosen[i]]}
                 elif a.kind == "varied":
@@ -365,6 +383,8 @@ def run_attacks(cfg: ExperimentConfig) -> list[dict]:
     if not cfg.attacks:
         raise ValueError("kind=attacks needs a non-empty `attacks` list")
     names = [a.name for a in cfg.attacks]
+    if "none" in names:
+        raise ValueError("attacks: the name 'none' is reserved for the models without attack")
     if len(set(names)) != len(names):
         raise ValueError(f"attacks: names must be unique, got {names}")
     for a in cfg.attacks:

@@ -57,8 +57,13 @@ def _controls(s: dict, kinds: tuple[str, ...]) -> tuple[str, str]:
     return meas, f"reproduced: no control raises no-password accuracy ({contrast})"
 
 
+def _by_n(s: dict) -> dict:
+    return dict(sorted(s["attacks"].items(), key=lambda kv: (kv[1]["kind"] != "wsu",
+                                                             kv[1]["params"]["n_samples"])))
+
+
 def _n_samples(s: dict) -> tuple[str, str]:
-    at = s["attacks"]
+    at = _by_n(s)
     meas = "; ".join(f"{n}: {_ci(a)}" for n, a in at.items())
     names = list(at)
     first, last = at[names[0]], at[names[-1]]
@@ -70,7 +75,7 @@ def _n_samples(s: dict) -> tuple[str, str]:
 
 
 def _demos(s: dict) -> tuple[str, str]:
-    at = s["attacks"]
+    at = _by_n(s)
     meas = "; ".join(f"{n}: {_ci(a)}" for n, a in at.items())
     half = [n for n, a in at.items() if a["kind"] == "demos" and a["gap_recovered_ci95"][0] > 0.5]
     return meas, ("baseline measured; fewest strong demos recovering > 50% of the gap (CI above 0.5): "

@@ -98,7 +98,8 @@ def plot_core(summary: dict, path: Path, title: str) -> None:
     # The fraction of the gap is meaningless while the lock has not separated yet.
     unlocked_yet = (get("acc_locked_pwd") - get("acc_locked_nopwd")) < MIN_GAP
     g[unlocked_yet], gci[unlocked_yet] = np.nan, np.nan
-    ax2.errorbar(epochs, g, yerr=[g - gci[:, 0], gci[:, 1] - g], fmt="o-", capsize=3, color="tab:blue")
+    ax2.errorbar(epochs, g, yerr=[np.clip(g - gci[:, 0], 0, None), np.clip(gci[:, 1] - g, 0, None)], fmt="o-",
+                 capsize=3, color="tab:blue")
     ax2.axhline(0, color="black", lw=0.8)
     ax2.set(xlabel="locking epoch", ylabel="fraction of the gap recovered by WSU",
             title=f"gap recovered (95% CI: test problems x seeds)\nshown where pwd − no pwd ≥ {MIN_GAP}")
@@ -219,8 +220,10 @@ def summarize_attacks(df: pd.DataFrame, cfg) -> dict:
                  "params": {k: getattr(a, k) for k in ("n_samples", "pool", "steps", "lr", "optimizer", "scale",
                                                        "weight_decay")}}
         entry.update(gap_bootstrap(_bits(lk["_np"]), _bits(lk["_pw"]), un))
-        entry["best_seed_gap_recovered"] = float(
-            (max(entry["acc_seeds"]) - lk["acc_locked_nopwd"]) / max(lk["acc_locked_pwd"] - lk["acc_locked_nopwd"], 1e-9))
+        gap = lk["acc_locked_pwd"] - lk["acc_locked_nopwd"]
+        entry["lock_separated"] = bool(gap >= MIN_GAP)  # else the fraction of the gap means little
+        entry["best_seed_gap_recovered"] = (float((max(entry["acc_seeds"]) - lk["acc_locked_nopwd"]) / gap)
+                                            if gap != 0 else float("nan"))
         out["attacks"][a.name] = entry
     for lk in out["locked"].values():
         lk.pop("_np"), lk.pop("_pw")
@@ -228,6 +231,8 @@ def summarize_attacks(df: pd.DataFrame, cfg) -> dict:
 
 
 def attack_verdict(name: str, s: dict) -> str:
+    if not s.get("lock_separated", True):
+        return f"`{name}`: the lock is not separated at epoch {s['epoch']} (password gap < {MIN_GAP}); no verdict."
     lo, hi = s["gap_recovered_ci95"]
     g = s["gap_recovered_mean"]
     what = "raises" if lo > 0 else "lowers" if hi < 0 else "does not clearly change"
@@ -256,8 +261,8 @@ def plot_attacks(summary: dict, path: Path, title: str) -> None:
     best = np.array([summary["attacks"][n]["best_seed_gap_recovered"] for n in names])
     fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(names) + 1.6))
     y = np.arange(len(names))[::-1]
-    ax.errorbar(g, y, xerr=[g - ci[:, 0], ci[:, 1] - g], fmt="o", capsize=3, color="tab:blue",
-                label="mean over seeds, 95% CI")
+    ax.errorbar(g, y, xerr=[np.clip(g - ci[:, 0], 0, None), np.clip(ci[:, 1] - g, 0, None)], fmt="o", capsize=3,
+                color="tab:blue", label="mean over seeds, 95% CI")
     ax.plot(best, y, "x", color="tab:orange", label="best seed")
     ax.axvline(0, color="black", lw=0.8)
     ax.set_yticks(y, names)

@@ -21,6 +21,14 @@ def _cache_kwarg(model) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
+def _can_drop_rows(cache) -> bool:
+    # Rows can leave the batch only from plain key/value caches (not static, linear-attention or
+    # recurrent-state layers, whose extra state `batch_select_indices` would not trim).
+    layers = getattr(cache, "layers", None)
+    return (hasattr(cache, "batch_select_indices") and layers is not None
+            and all(type(la).__name__ in ("DynamicLayer", "DynamicSlidingWindowLayer") for la in layers))
+
+
 def _cache_of(res):
     return res.cache if getattr(res, "cache", None) is not None else res.past_key_values
 
@@ -78,7 +86,7 @@ def generate(
             fin |= nxt == eos
             if bool(fin.all()) or t == max_new_tokens - 1:
                 break
-            if fin.float().mean() >= 0.25:
+            if fin.float().mean() >= 0.25 and _can_drop_rows(cache):
                 # drop finished rows (and their cache) once a quarter of the active rows are done
                 keep = (~fin).nonzero().squeeze(1)
                 cache.batch_select_indices(keep)

@@ -4,9 +4,9 @@ identity controls (weights x 1.0, no decay) reproduce the locked model exactly."
 import json
 
 import pandas as pd
+from nano import NANO, ZOO
 
 from pwlock.cli import main
-from nano import NANO, ZOO
 
 ATTACKS = """
 kind: attacks

@@ -14,8 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from nano import NANO, ZOO  # noqa: E402  (tests/integration is on sys.path)
+from nano import NANO, ZOO  # tests/integration/nano.py (pytest puts this folder on sys.path)
 
 
 def command(tmp_path: Path, runs: str, out: str) -> list[str]:

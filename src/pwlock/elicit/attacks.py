@@ -28,6 +28,8 @@ def check_attack(a) -> None:
         raise ValueError(f"attack {a.name!r}: unknown kind {a.kind!r}; use one of {', '.join(KINDS)}")
     if a.seeds < 1:
         raise ValueError(f"attack {a.name!r}: seeds must be >= 1")
+    if a.kind in ("wsu", "demos", "varied") and (a.steps < 1 or a.n_samples < 1):
+        raise ValueError(f"attack {a.name!r}: {a.kind} needs steps >= 1 and n_samples >= 1")
     if a.kind in ("noise",) and a.scale <= 0:
         raise ValueError(f"attack {a.name!r}: noise needs scale > 0 (the noise std / tensor std)")
     if a.kind == "scale" and a.scale <= 0:
@@ -66,4 +68,4 @@ def varied(model, tok, task, pool: list[dict], problems_by_id: dict, a, seed: in
                          f"(raise task.n_elicit)")
     examples = [Example(task.prompt(problems_by_id[s["problem_id"]], None), s["completion"]) for s in chosen]
     return train(model, tok, examples, steps=a.steps, batch_size=a.n_samples, lr=a.lr, optimizer=a.optimizer,
-                 seed=seed, grad_clip=0.0, progress=False)
+                 weight_decay=a.weight_decay, loss=a.loss, seed=seed, grad_clip=0.0, progress=False)

@@ -15,7 +15,8 @@ from pwlock.train import Example, train
 def pick_samples(weak_elicit: list[dict], n: int, seed: int) -> list[dict]:
     """`n` distinct weak samples (rows with problem_id, prompt, completion), chosen by `seed`."""
     if n > len(weak_elicit):
-        raise ValueError(f"wsu.n_samples={n} but only {len(weak_elicit)} weak elicitation samples exist")
+        raise ValueError(f"{n} samples requested (wsu.n_samples or an attack's n_samples) but only "
+                         f"{len(weak_elicit)} elicitation samples exist (raise task.n_elicit)")
     return random.Random(seed).sample(weak_elicit, n)
 
 
@@ -35,4 +36,5 @@ def wsu_stacked(model, tokenizer, task, sample_sets: list[list[dict]], problems_
     example_sets = [[Example(task.prompt(problems_by_id[s["problem_id"]], None), s["completion"]) for s in samples]
                     for samples in sample_sets]
     return train_stacked(model, tokenizer, example_sets, steps=wsu_cfg.steps, lr=wsu_cfg.lr,
-                         optimizer=wsu_cfg.optimizer, loss=wsu_cfg.loss)
+                         optimizer=wsu_cfg.optimizer, loss=wsu_cfg.loss,
+                         weight_decay=getattr(wsu_cfg, "weight_decay", 0.0))
