@@ -30,15 +30,17 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--config", default="configs/toy/core.yaml")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     cfg = load_config(a.config)
     task = get_task(cfg.task)
     tok = char_tokenizer(task.alphabet)
     strong = next(m for m in cfg.zoo if m.name == cfg.strong_model)
-    model = build_model(strong.arch, tok, seed=0)
+    model = build_model(strong.arch, tok, seed=0).to(a.device)
     probs = task.splits()["elicit"]
-    print(f"model {strong.arch}, {a.threads} threads, {a.steps} steps per run, AdamW, 2 samples per run")
+    where = torch.cuda.get_device_name() if a.device == "cuda" else f"{a.threads} threads"
+    print(f"model {strong.arch}, {where}, {a.steps} steps per run, AdamW, 2 samples per run")
     print("| K | sequential s/step | stacked s/step | speed-up |")
     print("|---|---|---|---|")
     for K in a.k:
