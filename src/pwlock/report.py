@@ -73,6 +73,28 @@ def summarize_core(df: pd.DataFrame, weak_model: str, strong_model: str) -> dict
     return out
 
 
+def write_results_csv(rows: list[dict], out_dir: Path) -> pd.DataFrame:
+    """results.csv (written atomically) from the experiment's rows; returns the table."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    df = pd.DataFrame(rows)
+    for col in ("lock_epoch", "seed"):
+        df[col] = df[col].astype("Int64")
+    tmp = out_dir / "results.csv.tmp"
+    df[CSV_COLUMNS].to_csv(tmp, index=False)
+    tmp.replace(out_dir / "results.csv")
+    return df
+
+
+def _save_figure(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp" + path.suffix)  # never a half-written figure
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
 def plot_core(summary: dict, path: Path, title: str) -> None:
     import matplotlib
 
@@ -103,22 +125,12 @@ def plot_core(summary: dict, path: Path, title: str) -> None:
     ax2.axhline(0, color="black", lw=0.8)
     ax2.set(xlabel="locking epoch", ylabel="fraction of the gap recovered by WSU",
             title=f"gap recovered (95% CI: test problems x seeds)\nshown where pwd − no pwd ≥ {MIN_GAP}")
-    fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)  # never a half-written figure
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    _save_figure(fig, path)
 
 
 def write_core_report(rows: list[dict], out_dir: Path, cfg) -> dict:
     """results.csv, summary.json, <experiment>.png, report.md for E1-style experiments."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    df = pd.DataFrame(rows)
-    for col in ("lock_epoch", "seed"):
-        df[col] = df[col].astype("Int64")
-    tmp = out_dir / "results.csv.tmp"
-    df[CSV_COLUMNS].to_csv(tmp, index=False)
-    tmp.replace(out_dir / "results.csv")
+    df = write_results_csv(rows, out_dir)
     summary = summarize_core(df, cfg.lock.weak_model, cfg.strong_model)
     atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2))
     fig_name = f"{cfg.experiment}.png"
@@ -268,21 +280,11 @@ def plot_attacks(summary: dict, path: Path, title: str) -> None:
     ax.set_yticks(y, names)
     ax.set(xlabel="fraction of the password gap recovered (no password)", title=title)
     ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    _save_figure(fig, path)
 
 
 def write_attacks_report(rows: list[dict], out_dir: Path, cfg) -> dict:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    df = pd.DataFrame(rows)
-    for col in ("lock_epoch", "seed"):
-        df[col] = df[col].astype("Int64")
-    tmp = out_dir / "results.csv.tmp"
-    df[CSV_COLUMNS].to_csv(tmp, index=False)
-    tmp.replace(out_dir / "results.csv")
+    df = write_results_csv(rows, out_dir)
     summary = summarize_attacks(df, cfg)
     atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2))
     fig = f"{cfg.experiment}.png"
