@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -152,24 +151,13 @@ def save_sharded_checkpoint(model, tokenizer, path: str | Path, env: DistEnv, me
 def run_lock_distributed(model, tokenizer, examples, lock_cfg, seed: int, out_dir: Path, env: DistEnv,
                          on_epoch: Callable[[int], None] | None = None, progress: bool = True) -> list[float]:
     """`pwlock.lock.run_lock` across processes: the same schedule, checkpoints and losses."""
-    from pwlock.train import train
+    from pwlock.lock import run_lock
 
-    steps_per_epoch = math.ceil(len(examples) / lock_cfg.batch_size)
+    def save(m, tok, path: Path, meta: dict) -> None:
+        save_sharded_checkpoint(m, tok, path, env, {**meta, "world_size": env.world_size})
 
-    def on_step(step: int, loss: float):
-        if (step + 1) % steps_per_epoch == 0:
-            epoch = (step + 1) // steps_per_epoch
-            save_sharded_checkpoint(model, tokenizer, out_dir / f"epoch_{epoch}", env,
-                                    {"epoch": epoch, "step": step + 1, "world_size": env.world_size})
-            model.train()
-            if on_epoch:
-                on_epoch(epoch)
-
-    return train(model, tokenizer, examples, steps=steps_per_epoch * lock_cfg.epochs,
-                 batch_size=lock_cfg.batch_size, lr=lock_cfg.lr, optimizer=lock_cfg.optimizer,
-                 weight_decay=lock_cfg.weight_decay, schedule=lock_cfg.schedule, warmup=lock_cfg.warmup,
-                 loss=lock_cfg.loss, seed=seed, on_step=on_step, desc="lock",
-                 progress=progress and env.is_main, rank=env.rank, world_size=env.world_size)
+    return run_lock(model, tokenizer, examples, lock_cfg, seed, out_dir, on_epoch, save=save,
+                    progress=progress and env.is_main, rank=env.rank, world_size=env.world_size)
 
 
 # ---------------------------------------------------------------------------------------------

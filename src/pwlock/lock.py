@@ -42,14 +42,19 @@ def check_passwords(pw_cfg) -> None:
 
 
 def run_lock(model, tokenizer, examples: list[Example], lock_cfg, seed: int, out_dir: Path,
-             on_epoch: Callable[[int], None] | None = None) -> list[float]:
-    """Train the lock; save `out_dir/epoch_<e>` at the end of each epoch. Returns the losses."""
+             on_epoch: Callable[[int], None] | None = None, *,
+             save: Callable[..., None] = save_checkpoint, **train_kw) -> list[float]:
+    """Train the lock; save `out_dir/epoch_<e>` at the end of each epoch. Returns the losses.
+
+    `save(model, tokenizer, path, meta)` writes a checkpoint (`pwlock.distributed` passes a
+    sharded-model saver); `train_kw` go to `pwlock.train.train` (e.g. rank, world_size, progress).
+    """
     steps_per_epoch = math.ceil(len(examples) / lock_cfg.batch_size)
 
     def on_step(step: int, loss: float):
         if (step + 1) % steps_per_epoch == 0:
             epoch = (step + 1) // steps_per_epoch
-            save_checkpoint(model, tokenizer, out_dir / f"epoch_{epoch}", {"epoch": epoch, "step": step + 1})
+            save(model, tokenizer, out_dir / f"epoch_{epoch}", {"epoch": epoch, "step": step + 1})
             model.train()
             if on_epoch:
                 on_epoch(epoch)
@@ -57,4 +62,4 @@ def run_lock(model, tokenizer, examples: list[Example], lock_cfg, seed: int, out
     return train(model, tokenizer, examples, steps=steps_per_epoch * lock_cfg.epochs,
                  batch_size=lock_cfg.batch_size, lr=lock_cfg.lr, optimizer=lock_cfg.optimizer,
                  weight_decay=lock_cfg.weight_decay, schedule=lock_cfg.schedule, warmup=lock_cfg.warmup,
-                 loss=lock_cfg.loss, seed=seed, on_step=on_step, desc="lock")
+                 loss=lock_cfg.loss, seed=seed, on_step=on_step, desc="lock", **train_kw)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 
 from pwlock.stacked import train_stacked
-from pwlock.train import Example, train
+from pwlock.train import Example
 
 
 def pick_samples(weak_elicit: list[dict], n: int, seed: int) -> list[dict]:
@@ -18,14 +18,6 @@ def pick_samples(weak_elicit: list[dict], n: int, seed: int) -> list[dict]:
         raise ValueError(f"{n} samples requested (wsu.n_samples or an attack's n_samples) but only "
                          f"{len(weak_elicit)} elicitation samples exist (raise task.n_elicit)")
     return random.Random(seed).sample(weak_elicit, n)
-
-
-def wsu(model, tokenizer, task, samples: list[dict], problems_by_id: dict, wsu_cfg, seed: int) -> list[float]:
-    """Fine-tune `model` in place on `samples` (no password); returns the per-step losses."""
-    examples = [Example(task.prompt(problems_by_id[s["problem_id"]], None), s["completion"]) for s in samples]
-    return train(model, tokenizer, examples, steps=wsu_cfg.steps, batch_size=len(examples), lr=wsu_cfg.lr,
-                 optimizer=wsu_cfg.optimizer, loss=wsu_cfg.loss, seed=seed, grad_clip=0.0,
-                 desc="wsu", progress=False)
 
 
 def wsu_stacked(model, tokenizer, task, sample_sets: list[list[dict]], problems_by_id: dict, wsu_cfg):
