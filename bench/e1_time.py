@@ -50,11 +50,14 @@ def main() -> None:
         starts.append(info["timings"]["started"])
         ends.append(info["timings"]["started"] + info["timings"]["seconds"])
         res = info["results"] if isinstance(info["results"], dict) else {}
-        shared = res.get("group_train_seconds", 0.0) / max(1, res.get("group_size", 1))  # stacked WSU
+        # a group of runs trained and evaluated together (WSU seeds, attacks): its share of the time
+        size = max(1, res.get("group_size", 1))
+        shared = (res.get("group_train_seconds", 0.0) + res.get("group_eval_seconds", 0.0)) / size
+        shared_compute = res.get("group_compute_seconds", res.get("group_train_seconds", 0.0)) / size
         s = by_stage[info["stage"]]
         s[0] += 1
         s[1] += info["timings"]["seconds"] + shared
-        s[2] += info["timings"].get("compute_seconds", 0.0) + shared
+        s[2] += info["timings"].get("compute_seconds", 0.0) + shared_compute
     if a.since is None:
         print(f"E1 ({a.config} {' '.join(a.overrides)}): wall {wall / 60:.1f} min, peak RSS of one process "
               f"{peak_gib:.2f} GiB")

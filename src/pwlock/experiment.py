@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from pwlock.config import EvalConfig, ExperimentConfig, WSUConfig, spec_dict
 from pwlock.elicit import attacks
 from pwlock.elicit.wsu import pick_samples, wsu_stacked
-from pwlock.evaluate import evaluate
+from pwlock.evaluate import complete_many, evaluate, write_records
 from pwlock.lock import check_passwords, lock_mixture, run_lock
 from pwlock.models import build_model, load_checkpoint, n_params, save_checkpoint
 from pwlock.runs import Run, load_results
@@ -33,20 +33,18 @@ from pwlock.sampling import generate
 from pwlock.tasks import get_task
 from pwlock.tokenizer import char_tokenizer
 from pwlock.train import Example, train
-from pwlock.utils import atomic_write_text, read_jsonl, seed_everything, write_jsonl
+from pwlock.utils import ComputeClock, atomic_write_text, read_jsonl, seed_everything, write_jsonl
 
 N_VALID = 300  # pretrain problems held out to check zoo models' accuracy while they train
 DEFAULT_EVAL_BATCH = EvalConfig().batch_size
 DEFAULT_SEEDS = WSUConfig().seeds
 
 
-def _load_trained(model, weights: dict) -> None:
-    """Load the trained parameters of a stacked run; every name must match."""
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    trained = {n for n, p in model.named_parameters() if p.requires_grad}
-    if unexpected or trained - set(weights):
-        raise RuntimeError(f"stacked run weights do not match the model: unexpected {unexpected}, "
-                           f"missing {sorted(trained - set(weights))}")
+def _group_timings(t0: float, t1: float, c0: float, size: int) -> dict:
+    """Timings of a group of runs trained (t0..t1) and evaluated (t1..now) together, recorded in
+    each run's results (its own run.json timings cover only writing its files)."""
+    return {"group_train_seconds": round(t1 - t0, 3), "group_eval_seconds": round(time.time() - t1, 3),
+            "group_compute_seconds": round(ComputeClock.seconds - c0, 3), "group_size": size}
 
 
 def derive_seed(*parts) -> int:
@@ -213,7 +211,8 @@ class Pipeline:
 
     def wsu_group(self, lock_run: Run, epoch: int, weak_elicit: Run) -> list[dict]:
         """WSU of one lock checkpoint with every seed: the seeds train together (one stacked
-        model, `pwlock.stacked`), then each is evaluated into its own run directory.
+        model, `pwlock.stacked`) and are evaluated together (`pwlock.stacked_sampling`), each
+        into its own run directory.
 
         The group is always trained whole, even when some of its runs are already finished (after
         an interruption), so a run's numbers never depend on what else was cached.
@@ -225,19 +224,19 @@ class Pipeline:
         model, tok, _ = load_checkpoint(lock_run.dir / f"epoch_{epoch}")
         pool = read_jsonl(weak_elicit.dir / "samples.jsonl")
         chosen = [pick_samples(pool, wc.n_samples, r.spec["seed"]) for r in runs]
-        t0 = time.time()
+        c0, t0 = ComputeClock.seconds, time.time()
         finals, losses = wsu_stacked(model, tok, self.task, chosen, self.by_id, wc)
-        train_s = round(time.time() - t0, 3)
+        t1 = time.time()
+        test = self.splits["test"]
+        comps = complete_many(model, finals, tok, self.task, test, None, self.cfg.eval)
+        group = _group_timings(t0, t1, c0, len(runs))
         out = []
-        for r, c, weights, loss in zip(runs, chosen, finals, losses):
-            def fn(d: Path, c=c, weights=weights, loss=loss) -> dict:
-                _load_trained(model, weights)
-                res = evaluate(model, tok, self.task, self.splits["test"], None, self.cfg.eval,
-                               d / "records.jsonl")
+        for r, c, comp, loss in zip(runs, chosen, comps, losses):
+            def fn(d: Path, c=c, comp=comp, loss=loss) -> dict:
+                res = write_records(self.task, test, None, comp, d / "records.jsonl")
                 write_jsonl(d / "train_samples.jsonl", c)
                 atomic_write_text(d / "losses.json", json.dumps(loss))
-                return {**res, "samples": [x["problem_id"] for x in c], "final_loss": loss[-1],
-                        "group_train_seconds": train_s, "group_size": len(runs)}
+                return {**res, "samples": [x["problem_id"] for x in c], "final_loss": loss[-1], **group}
 
             out.append(r.compute(fn))
         return out
@@ -277,26 +276,33 @@ class Pipeline:
         model, tok, _ = load_checkpoint(ckpt)
         src = {"wsu": "weak", "varied": "weak", "demos": "strong"}.get(a.kind)
         pool = read_jsonl(sources[src].dir / "samples.jsonl") if src else []
-        finals = None
+        c0, t0 = ComputeClock.seconds, time.time()
+        extras: list[dict] = [{} for _ in runs]
         if a.kind in attacks.TRAINED_TOGETHER:
             chosen = [pick_samples(pool, a.n_samples, r.spec["seed"]) for r in runs]
             finals, losses = wsu_stacked(model, tok, self.task, chosen, self.by_id, a)
-        out = []
-        for i, r in enumerate(runs):
-            def fn(d: Path, i=i, r=r) -> dict:
+            extras = [{"final_loss": lo[-1], "samples": [c["problem_id"] for c in ch]}
+                      for lo, ch in zip(losses, chosen)]
+        else:
+            finals = []
+            for r, extra in zip(runs, extras):
                 m, _, _ = load_checkpoint(ckpt)
-                extra = {}
-                if finals is not None:
-                    _load_trained(m, finals[i])
-                    write_jsonl(d / "train_samples.jsonl", chosen[i])
-                    extra = {"final_loss": losses[i][-1], "samples": [c["problem_id"] for c in chosen[i]]}
-                elif a.kind == "varied":
-                    loss = attacks.varied(m, tok, self.task, pool, self.by_id, a, r.spec["seed"])
-                    extra = {"final_loss": loss[-1]}
+                if a.kind == "varied":
+                    extra["final_loss"] = attacks.varied(m, tok, self.task, pool, self.by_id, a, r.spec["seed"])[-1]
                 else:
                     attacks.perturb(m, a, r.spec["seed"])
-                res = evaluate(m, tok, self.task, self.splits["test"], None, self.cfg.eval, d / "records.jsonl")
-                return {**res, **extra}
+                finals.append({n: p.detach() for n, p in m.named_parameters()})
+        t1 = time.time()
+        test = self.splits["test"]
+        comps = complete_many(model, finals, tok, self.task, test, None, self.cfg.eval)
+        group = _group_timings(t0, t1, c0, len(runs))
+        out = []
+        for i, r in enumerate(runs):
+            def fn(d: Path, i=i) -> dict:
+                if a.kind in attacks.TRAINED_TOGETHER:
+                    write_jsonl(d / "train_samples.jsonl", chosen[i])
+                res = write_records(self.task, test, None, comps[i], d / "records.jsonl")
+                return {**res, **extras[i], **group}
 
             out.append(r.compute(fn))
         return out
@@ -320,26 +326,27 @@ def _call(job: tuple[str, tuple]):
     return getattr(_WORKER, method)(*args)
 
 
-def run_jobs(p: Pipeline, method: str, arglist: list[tuple], desc: str) -> list:
-    """Run `p.<method>(*args)` for each args; in worker processes when that helps."""
+def run_jobs(p: Pipeline, jobs: list[tuple[str, tuple]], desc: str) -> list:
+    """Run `p.<method>(*args)` for each (method, args) in `jobs`, in worker processes when that
+    helps; returns the results in order. Put the longest jobs first: they start first."""
     workers = p.cfg.workers or os.cpu_count() or 1
-    todo = [a for a in arglist if not p.is_done(method, *a)]
+    todo = [j for j in jobs if not p.is_done(j[0], *j[1])]
     if workers <= 1 or len(todo) < 2:
         # One thread, as in the workers: a job's numbers do not depend on where it ran (this
         # matters after an interruption, when the few jobs left run in this process).
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            return [getattr(p, method)(*a) for a in tqdm(arglist, desc=desc)]
+            return [getattr(p, m)(*a) for m, a in tqdm(jobs, desc=desc)]
         finally:
             torch.set_num_threads(threads)
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(min(workers, len(todo)), mp_context=ctx, initializer=_init_worker,
                              initargs=(p.cfg,)) as ex:
-        futs = [ex.submit(_call, (method, a)) for a in todo]
+        futs = [ex.submit(_call, j) for j in todo]
         for f in tqdm(as_completed(futs), total=len(futs), desc=f"{desc} [{workers} processes]"):
             f.result()  # re-raise a worker's error here
-    return [getattr(p, method)(*a) for a in arglist]  # all cached now
+    return [getattr(p, m)(*a) for m, a in jobs]  # all cached now
 
 
 def run_core(cfg: ExperimentConfig) -> list[dict]:
@@ -356,17 +363,18 @@ def run_core(cfg: ExperimentConfig) -> list[dict]:
     # The strong model is compute-bound (both cores in one process); the small weak models are
     # overhead-bound and train side by side in single-threaded workers.
     p.zoo(cfg.strong_model)
-    run_jobs(p, "zoo", [(m.name,) for m in cfg.zoo if m.name != cfg.strong_model], "training the weak models")
+    run_jobs(p, [("zoo", (m.name,)) for m in cfg.zoo if m.name != cfg.strong_model], "training the weak models")
     lock_run = p.lock()
     weak_elicit = p.samples(p.zoo(cfg.lock.weak_model), "elicit", cfg.lock.weak_temperature)
     epochs = range(1, cfg.lock.epochs + 1)
     evals = [(zr, "model", False) for zr in zoo_runs] + [(lock_run, f"epoch_{e}", pw) for e in epochs
                                                          for pw in (False, True)]
     wsus = [(lock_run, e, weak_elicit) for e in epochs]
-    # One pool for both kinds of jobs would be faster still; two keep the code plain.
-    ev = run_jobs(p, "eval", evals, "evaluating")
-    ws = run_jobs(p, "wsu_group", wsus, f"WSU ({cfg.wsu.n_samples} samples x {cfg.wsu.steps} steps, "
-                                        f"{cfg.wsu.seeds} seeds x {len(wsus)} checkpoints)")
+    # one pool for both kinds of jobs, the long WSU groups first
+    done = run_jobs(p, [("wsu_group", w) for w in wsus] + [("eval", e) for e in evals],
+                    f"WSU ({cfg.wsu.n_samples} samples x {cfg.wsu.steps} steps, {cfg.wsu.seeds} seeds x "
+                    f"{len(wsus)} checkpoints) and {len(evals)} evaluations")
+    ws, ev = done[:len(wsus)], done[len(wsus):]
     for (run, ckpt, pw), res in zip(evals, ev):
         if ckpt == "model":
             row(run.name, None, "none", None, pw, res, run.id)
@@ -393,21 +401,22 @@ def run_attacks(cfg: ExperimentConfig) -> list[dict]:
     rows: list[dict] = []
     zoo_runs = [p.zoo_run(m.name) for m in cfg.zoo]
     p.zoo(cfg.strong_model)
-    run_jobs(p, "zoo", [(m.name,) for m in cfg.zoo if m.name != cfg.strong_model], "training the weak models")
+    run_jobs(p, [("zoo", (m.name,)) for m in cfg.zoo if m.name != cfg.strong_model], "training the weak models")
     lock_run = p.lock()
     sources = {"weak": p.samples(p.zoo(cfg.lock.weak_model), "elicit", cfg.lock.weak_temperature),
                "strong": p.samples(p.zoo(cfg.strong_model), "elicit", 0.0)}
     epochs = sorted({p.attack_epoch(a) for a in cfg.attacks})
     evals = [(zr, "model", False) for zr in zoo_runs] + [(lock_run, f"epoch_{e}", pw) for e in epochs
                                                          for pw in (False, True)]
-    ev = run_jobs(p, "eval", evals, "evaluating")
+    jobs = [(lock_run, a, sources) for a in cfg.attacks]
+    done = run_jobs(p, [("attack_group", j) for j in jobs] + [("eval", e) for e in evals],
+                    f"{len(jobs)} attacks and {len(evals)} evaluations")
+    groups, ev = done[:len(jobs)], done[len(jobs):]
     for (run, ckpt, pw), res in zip(evals, ev):
         model, epoch = (run.name, None) if ckpt == "model" else ("locked", int(ckpt.split("_")[1]))
         rows.append({"experiment": cfg.experiment, "model": model, "lock_epoch": epoch, "attack": "none",
                      "seed": None, "password": pw, "n_test": res["n_test"], "accuracy": res["accuracy"],
                      "correct": res["correct"], "run": run.id})
-    jobs = [(lock_run, a, sources) for a in cfg.attacks]
-    groups = run_jobs(p, "attack_group", jobs, f"attacks ({len(jobs)})")
     for a, group in zip(cfg.attacks, groups):
         for s, res in enumerate(group):
             rows.append({"experiment": cfg.experiment, "model": "locked", "lock_epoch": p.attack_epoch(a),
