@@ -13,7 +13,8 @@ from pwlock.config import ConfigError, dump_yaml, load_config
 from pwlock.utils import atomic_write_text
 
 # kind -> (pwlock.experiment function, pwlock.report function)
-EXPERIMENTS = {"core": ("run_core", "write_core_report"), "attacks": ("run_attacks", "write_attacks_report")}
+EXPERIMENTS = {"core": ("run_core", "write_core_report"), "attacks": ("run_attacks", "write_attacks_report"),
+               "variants": ("run_variants", "write_variants_report")}
 
 
 def _readme_block(summary: dict, results_dir: Path) -> str:
@@ -53,9 +54,13 @@ def cmd_run(args) -> int:
         if args.readme:
             sync_readme(Path(args.readme), summary, cfg.results_dir)
         print(report.verdict(summary))
-    else:
+    elif cfg.kind == "attacks":
         for name, s in summary["attacks"].items():
             print(report.attack_verdict(name, s))
+    else:
+        for v, vs in summary["variants"].items():
+            for name, s in vs["attacks"].items():
+                print(f"{v}: {report.attack_verdict(name, s)}")
     return 0
 
 

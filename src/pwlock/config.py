@@ -93,6 +93,15 @@ class LockConfig:
     loss: str = _f("completion", "completion (loss on completion tokens) | full (whole sequence)")
     weak_temperature: float = _f(1.0, "sampling temperature of the weak samples")
     seed: int = _f(0, "locking seed (added to the experiment seed)")
+    labels: str = _f("samples", "what the no-password examples teach: samples (the weak model's completions, "
+                     "cross-entropy) | soft (KL to the weak model's token distribution along its completion; "
+                     "E14)", since="0.3")
+    password_branch: bool = _f(True, "false: no password examples, only the weak ones: plain fine-tuning to "
+                               "imitate the weak model (E13)", since="0.3")
+    second_password: str = _f("", "a second password whose examples imitate the weak model's samples at "
+                              "second_temperature (E12; empty = none)", since="0.3")
+    second_temperature: float = _f(0.0, "sampling temperature of the second password's weak samples",
+                                   since="0.3")
 
 
 @dataclass(frozen=True)
@@ -103,6 +112,8 @@ class WSUConfig:
     optimizer: str = _f("adamw", "adamw | lion")
     loss: str = _f("completion", "completion | full")
     seeds: int = _f(5, "number of seeds = different weak-sample sets")
+    temperature: float = _f(-1.0, "sampling temperature of the weak samples on the elicit split that WSU and "
+                            "the attacks train on (-1 = lock.weak_temperature)", since="0.3")
 
 
 @dataclass(frozen=True)
@@ -111,7 +122,8 @@ class AttackConfig:
     kind: str = _f("wsu", "wsu: fine-tune on n weak samples (full batch each step) | demos: the same on n "
                    "strong samples | varied: `steps` steps of batch n over a pool of weak samples | "
                    "noise: Gaussian noise, `scale` x each tensor's std | scale: weights x `scale` | "
-                   "decay: weights shrunk by (1 - lr x weight_decay) per step for `steps` steps")
+                   "decay: weights shrunk by (1 - lr x weight_decay) per step for `steps` steps | average: "
+                   "`parts` wsu runs on disjoint sample sets, their weight changes averaged (E7)")
     n_samples: int = _f(2, "samples per run (wsu, demos) or per batch (varied)")
     pool: int = _f(200, "varied: size of the pool of weak samples")
     steps: int = _f(200, "training / decay steps")
@@ -123,6 +135,17 @@ class AttackConfig:
                              "optimizer's weight decay")
     seeds: int = _f(5, "seeds (sample sets or noise draws); deterministic kinds use 1")
     epoch: int = _f(0, "lock epoch attacked (0 = the last)")
+    parts: int = _f(16, "average: runs per seed, each on its own n_samples disjoint weak samples", since="0.3")
+    token_mask: str = _f("none", "wsu/demos: none | better_without_password (train only on the completion "
+                         "tokens the locked model predicts better without the password than with it; E11)",
+                         since="0.3")
+
+
+@dataclass(frozen=True)
+class VariantConfig:
+    name: str = _f("variant", "label of this variant in the results")
+    overrides: list = _f([], "key=value overrides of the experiment config that make this variant, e.g. "
+                         "[lock.weak_model=weak1]")
 
 
 @dataclass(frozen=True)
@@ -147,9 +170,17 @@ class ExperimentConfig:
     eval: EvalConfig = _f(None, "evaluation")
     threads: int = _f(0, "torch CPU threads of the main process (0 = all cores)")
     workers: int = _f(0, "processes for independent runs (WSU, evaluations); 0 = one per core, 1 = none")
-    kind: str = _f("core", "core: E1 (WSU at every lock epoch) | attacks: the `attacks` list on one lock epoch",
+    kind: str = _f("core", "core: E1 (WSU at every lock epoch) | attacks: the `attacks` list on one lock epoch "
+                   "| variants: the attacks on each of several variants of the experiment (e.g. locks)",
                    since="0.2")
     attacks: list = _f([], "attacks: elicitation attacks to compare (list of AttackConfig)", since="0.2")
+    variants: list = _f([], "variants: the experiment's variants (list of VariantConfig; each runs `attacks` "
+                        "on its own lock)", since="0.3")
+
+    @property
+    def elicit_temperature(self) -> float:
+        """Temperature of the weak elicitation samples (WSU and attacks)."""
+        return self.lock.weak_temperature if self.wsu.temperature < 0 else self.wsu.temperature
 
     @property
     def results_dir(self) -> Path:
@@ -157,7 +188,8 @@ class ExperimentConfig:
 
 
 # Nested dataclass fields whose default is None are built from their own defaults.
-_LIST_ITEM = {("ExperimentConfig", "zoo"): ZooModelConfig, ("ExperimentConfig", "attacks"): AttackConfig}
+_LIST_ITEM = {("ExperimentConfig", "zoo"): ZooModelConfig, ("ExperimentConfig", "attacks"): AttackConfig,
+              ("ExperimentConfig", "variants"): VariantConfig}
 
 
 def _type_name(t) -> str:
@@ -290,7 +322,18 @@ def _merge(base: dict, top: dict) -> dict:
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> ExperimentConfig:
     """Load YAML (safe loader; `base:` inheritance), apply `key=value` overrides, validate strictly."""
     data: dict = _read_yaml(Path(path)) if path is not None else {}
+    return from_dict(ExperimentConfig, apply_overrides(data, overrides))
+
+
+def with_overrides(cfg: ExperimentConfig, overrides: list[str] | tuple) -> ExperimentConfig:
+    """`cfg` with `key=value` overrides applied, validated like a loaded config."""
+    return from_dict(ExperimentConfig, apply_overrides(to_dict(cfg), overrides))
+
+
+def apply_overrides(data: dict, overrides: list[str] | tuple) -> dict:
     for ov in overrides:
+        if not isinstance(ov, str):
+            raise ConfigError(f"override {ov!r} is not a string of the form key=value")
         if "=" not in ov:
             raise ConfigError(f"override {ov!r} is not of the form key=value")
         key, raw = ov.split("=", 1)
@@ -299,7 +342,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
         except yaml.YAMLError:
             value = raw
         _set_override(data, key.strip(), value)
-    return from_dict(ExperimentConfig, data)
+    return data
 
 
 def dump_yaml(cfg) -> str:

@@ -10,6 +10,7 @@ Stages (each a cached run, see `runs.py`):
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import multiprocessing
@@ -19,14 +20,15 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from pwlock.config import EvalConfig, ExperimentConfig, WSUConfig, spec_dict
 from pwlock.elicit import attacks
-from pwlock.elicit.wsu import pick_samples, wsu_stacked
+from pwlock.elicit.wsu import pick_samples, sample_examples, train_sets, wsu_stacked
 from pwlock.evaluate import complete_many, evaluate, write_records
-from pwlock.lock import check_passwords, lock_mixture, run_lock
+from pwlock.lock import check_lock, check_passwords, lock_mixture, run_lock, weak_distributions
 from pwlock.models import build_model, load_checkpoint, n_params, save_checkpoint
 from pwlock.runs import Run, load_results
 from pwlock.sampling import generate
@@ -75,6 +77,7 @@ class Pipeline:
         self.runs_dir = Path(cfg.runs_dir)
         self.task_spec = spec_dict(cfg.task)
         check_passwords(cfg.password)
+        check_lock(cfg.lock, cfg.password)
         self.zoo_cfg = {m.name: m for m in cfg.zoo}
         if len(self.zoo_cfg) != len(cfg.zoo):
             raise ValueError("zoo: two models share a name")
@@ -155,24 +158,44 @@ class Pipeline:
     # -- lock ------------------------------------------------------------------------------------
     def lock(self) -> Run:
         cfg = self.cfg
+        lc = cfg.lock
         strong = self.zoo(cfg.strong_model)
-        weak = self.zoo(cfg.lock.weak_model)
+        weak = self.zoo(lc.weak_model)
         s_samples = self.samples(strong, "lock", 0.0)
-        w_samples = self.samples(weak, "lock", cfg.lock.weak_temperature)
-        seed = derive_seed("lock", cfg.seed, cfg.lock.seed)
-        run = Run(self.runs_dir, "lock", f"{cfg.strong_model}-as-{cfg.lock.weak_model}",
-                  {"lock": spec_dict(cfg.lock), "password": spec_dict(cfg.password), "seed": seed},
-                  {"start": strong.id, "strong_samples": s_samples.id, "weak_samples": w_samples.id})
+        w_samples = self.samples(weak, "lock", lc.weak_temperature)
+        upstream = {"start": strong.id, "strong_samples": s_samples.id, "weak_samples": w_samples.id}
+        if lc.second_password:
+            second = self.samples(weak, "lock", lc.second_temperature)
+            upstream["second_samples"] = second.id
+        if lc.labels == "soft":
+            upstream["weak_model"] = weak.id
+        seed = derive_seed("lock", cfg.seed, lc.seed)
+        run = Run(self.runs_dir, "lock", f"{cfg.strong_model}-as-{lc.weak_model}",
+                  {"lock": spec_dict(lc), "password": spec_dict(cfg.password), "seed": seed}, upstream)
+
+        def completions(r: Run) -> dict[str, str]:
+            return {x["problem_id"]: x["completion"] for x in read_jsonl(r.dir / "samples.jsonl")}
 
         def fn(d: Path) -> dict:
             model, tok, _ = load_checkpoint(strong.dir / "model")
-            strong_c = {r["problem_id"]: r["completion"] for r in read_jsonl(s_samples.dir / "samples.jsonl")}
-            weak_c = {r["problem_id"]: r["completion"] for r in read_jsonl(w_samples.dir / "samples.jsonl")}
-            examples = lock_mixture(self.task, self.splits["lock"], strong_c, weak_c, cfg.password, seed)
-            log(f"locking for {cfg.lock.epochs} epochs on {len(examples)} examples")
-            losses = run_lock(model, tok, examples, cfg.lock, seed, d)
+            weak_c = completions(w_samples)
+            targets = None
+            if lc.labels == "soft":
+                wmodel, wtok, _ = load_checkpoint(weak.dir / "model")
+                if wtok.get_vocab() != tok.get_vocab():
+                    raise ValueError("lock.labels=soft needs the weak and strong models to share a tokenizer")
+                probs = self.splits["lock"]
+                dists = weak_distributions(wmodel, wtok, [self.task.prompt(p, None) for p in probs],
+                                           [weak_c[p.id] for p in probs], lc.weak_temperature,
+                                           self.cfg.eval.batch_size)
+                targets = {p.id: t for p, t in zip(probs, dists)}
+            examples = lock_mixture(self.task, self.splits["lock"], completions(s_samples), weak_c, cfg.password,
+                                    seed, password_branch=lc.password_branch, weak_targets=targets,
+                                    second=(lc.second_password, completions(second)) if lc.second_password else None)
+            log(f"locking for {lc.epochs} epochs on {len(examples)} examples")
+            losses = run_lock(model, tok, examples, lc, seed, d)
             atomic_write_text(d / "losses.json", json.dumps(losses))
-            return {"epochs": cfg.lock.epochs, "steps": len(losses), "final_loss": losses[-1]}
+            return {"epochs": lc.epochs, "steps": len(losses), "final_loss": losses[-1]}
 
         run.compute(fn, log)
         return run
@@ -254,7 +277,7 @@ class Pipeline:
         spec.pop("name")
         spec.pop("seeds")
         spec.pop("epoch")
-        need = {"wsu": "weak", "varied": "weak", "demos": "strong"}.get(a.kind)
+        need = attacks.SOURCE.get(a.kind)
         upstream = {"lock": lock_run.id, **({f"{need}_samples": sources[need].id} if need else {})}
         full = {"attack": spec, "epoch": self.attack_epoch(a), "task": self.task_spec,
                 "seed": derive_seed("attack", self.cfg.seed, a.kind, seed_idx),
@@ -274,15 +297,34 @@ class Pipeline:
             return [load_results(r) for r in runs]
         ckpt = lock_run.dir / f"epoch_{self.attack_epoch(a)}"
         model, tok, _ = load_checkpoint(ckpt)
-        src = {"wsu": "weak", "varied": "weak", "demos": "strong"}.get(a.kind)
+        src = attacks.SOURCE.get(a.kind)
         pool = read_jsonl(sources[src].dir / "samples.jsonl") if src else []
         c0, t0 = ComputeClock.seconds, time.time()
         extras: list[dict] = [{} for _ in runs]
         if a.kind in attacks.TRAINED_TOGETHER:
-            chosen = [pick_samples(pool, a.n_samples, r.spec["seed"]) for r in runs]
-            finals, losses = wsu_stacked(model, tok, self.task, chosen, self.by_id, a)
-            extras = [{"final_loss": lo[-1], "samples": [c["problem_id"] for c in ch]}
-                      for lo, ch in zip(losses, chosen)]
+            if a.kind == "average":  # `parts` runs per seed, on disjoint sets
+                sets = [attacks.disjoint_sets(pool, a.n_samples, a.parts, r.spec["seed"]) for r in runs]
+            else:
+                sets = [[pick_samples(pool, a.n_samples, r.spec["seed"])] for r in runs]
+            flat = [s for per_seed in sets for s in per_seed]
+            example_sets = [sample_examples(self.task, s, self.by_id) for s in flat]
+            if a.token_mask == "better_without_password":
+                pw = self.cfg.password.password
+                example_sets = [attacks.better_without_password(
+                    model, tok, exs, [self.task.prompt(self.by_id[x["problem_id"]], pw) for x in s])
+                    for exs, s in zip(example_sets, flat)]
+            trained, losses = train_sets(model, tok, example_sets, a)
+            finals, i = [], 0
+            for r, per_seed, extra in zip(runs, sets, extras):
+                k = len(per_seed)
+                finals.append(trained[i] if k == 1 else attacks.average_weights(trained[i : i + k]))
+                extra["final_loss"] = float(np.mean([lo[-1] for lo in losses[i : i + k]]))
+                extra["samples"] = [x["problem_id"] for s in per_seed for x in s]
+                if a.token_mask != "none":
+                    kept = [t for exs in example_sets[i : i + k] for ex in exs for t in ex.keep]
+                    extra["tokens_kept"] = sum(kept) / len(kept)
+                i += k
+            chosen = [[x for s in per_seed for x in s] for per_seed in sets]
         else:
             finals = []
             for r, extra in zip(runs, extras):
@@ -365,7 +407,7 @@ def run_core(cfg: ExperimentConfig) -> list[dict]:
     p.zoo(cfg.strong_model)
     run_jobs(p, [("zoo", (m.name,)) for m in cfg.zoo if m.name != cfg.strong_model], "training the weak models")
     lock_run = p.lock()
-    weak_elicit = p.samples(p.zoo(cfg.lock.weak_model), "elicit", cfg.lock.weak_temperature)
+    weak_elicit = p.samples(p.zoo(cfg.lock.weak_model), "elicit", cfg.elicit_temperature)
     epochs = range(1, cfg.lock.epochs + 1)
     evals = [(zr, "model", False) for zr in zoo_runs] + [(lock_run, f"epoch_{e}", pw) for e in epochs
                                                          for pw in (False, True)]
@@ -403,7 +445,7 @@ def run_attacks(cfg: ExperimentConfig) -> list[dict]:
     p.zoo(cfg.strong_model)
     run_jobs(p, [("zoo", (m.name,)) for m in cfg.zoo if m.name != cfg.strong_model], "training the weak models")
     lock_run = p.lock()
-    sources = {"weak": p.samples(p.zoo(cfg.lock.weak_model), "elicit", cfg.lock.weak_temperature),
+    sources = {"weak": p.samples(p.zoo(cfg.lock.weak_model), "elicit", cfg.elicit_temperature),
                "strong": p.samples(p.zoo(cfg.strong_model), "elicit", 0.0)}
     epochs = sorted({p.attack_epoch(a) for a in cfg.attacks})
     evals = [(zr, "model", False) for zr in zoo_runs] + [(lock_run, f"epoch_{e}", pw) for e in epochs
@@ -424,3 +466,38 @@ def run_attacks(cfg: ExperimentConfig) -> list[dict]:
                          "accuracy": res["accuracy"], "correct": res["correct"],
                          "run": p.attack_run(lock_run, a, s, sources).id})
     return rows
+
+
+def run_variants(cfg: ExperimentConfig) -> list[dict]:
+    """The same attacks (default: WSU as in `cfg.wsu`) on each variant of the experiment: each
+    variant is `cfg` with its overrides (a weak model, a locking option...), with its own lock
+    (E10, E12-E14). Rows carry the variant's name."""
+    if not cfg.variants:
+        raise ValueError("kind=variants needs a non-empty `variants` list")
+    names = [v.name for v in cfg.variants]
+    if len(set(names)) != len(names):
+        raise ValueError(f"variants: names must be unique, got {names}")
+    rows = []
+    for v in cfg.variants:
+        vcfg = variant_config(cfg, v)
+        log(f"variant {v.name}: {' '.join(v.overrides) or '(the experiment as configured)'}")
+        rows += [{**r, "variant": v.name} for r in run_attacks(vcfg)]
+    return rows
+
+
+def variant_config(cfg: ExperimentConfig, v) -> ExperimentConfig:
+    """The config of variant `v`: `cfg` with `v.overrides`, run as `kind: attacks`; with no
+    attacks configured, the attack is WSU as in `cfg.wsu`."""
+    from pwlock.config import AttackConfig, ConfigError, with_overrides
+
+    try:
+        vcfg = with_overrides(cfg, [*v.overrides, "kind=attacks"])
+    except ConfigError as e:
+        raise ConfigError(f"variant {v.name!r}: {e}") from None
+    vcfg = dataclasses.replace(vcfg, variants=[])
+    if not vcfg.attacks:
+        w = vcfg.wsu
+        vcfg = dataclasses.replace(vcfg, attacks=[AttackConfig(name="wsu", kind="wsu", n_samples=w.n_samples,
+                                                               steps=w.steps, lr=w.lr, optimizer=w.optimizer,
+                                                               loss=w.loss, seeds=w.seeds)])
+    return vcfg

@@ -80,7 +80,7 @@ def write_results_csv(rows: list[dict], out_dir: Path) -> pd.DataFrame:
     for col in ("lock_epoch", "seed"):
         df[col] = df[col].astype("Int64")
     tmp = out_dir / "results.csv.tmp"
-    df[CSV_COLUMNS].to_csv(tmp, index=False)
+    df[(["variant"] if "variant" in df else []) + CSV_COLUMNS].to_csv(tmp, index=False)
     tmp.replace(out_dir / "results.csv")
     return df
 
@@ -213,15 +213,20 @@ def summarize_attacks(df: pd.DataFrame, cfg) -> dict:
     """Per attack: accuracy after it (mean, per seed), gap recovered with a 95% CI, against the
     locked model at the attacked epoch."""
     zoo = df[df.lock_epoch.isna()].set_index("model")
+    # without a password branch (E13) the gap to recover is the strong model's, not the lock's
+    upper = "strong" if not getattr(cfg.lock, "password_branch", True) else "locked_pwd"
     out = {"acc_weak": float(zoo.loc[cfg.lock.weak_model, "accuracy"]),
-           "acc_strong": float(zoo.loc[cfg.strong_model, "accuracy"]), "locked": {}, "attacks": {}}
+           "acc_strong": float(zoo.loc[cfg.strong_model, "accuracy"]), "locked": {}, "attacks": {},
+           "gap_reference": upper}
     base = df[(df.attack == "none") & df.lock_epoch.notna()]
     for e, g in base.groupby("lock_epoch"):
         np_row = g[~g.password.astype(bool)].iloc[0]
         pw_row = g[g.password.astype(bool)].iloc[0]
+        ref = zoo.loc[cfg.strong_model] if upper == "strong" else pw_row
         out["locked"][str(int(e))] = {"acc_locked_nopwd": float(np_row.accuracy),
                                       "acc_locked_pwd": float(pw_row.accuracy),
-                                      "_np": np_row.correct, "_pw": pw_row.correct}
+                                      "acc_upper": float(ref.accuracy),
+                                      "_np": np_row.correct, "_pw": ref.correct}
     for a in cfg.attacks:
         g = df[df.attack == a.name]
         e = str(int(g.lock_epoch.iloc[0]))
@@ -232,7 +237,7 @@ def summarize_attacks(df: pd.DataFrame, cfg) -> dict:
                  "params": {k: getattr(a, k) for k in ("n_samples", "pool", "steps", "lr", "optimizer", "scale",
                                                        "weight_decay")}}
         entry.update(gap_bootstrap(_bits(lk["_np"]), _bits(lk["_pw"]), un))
-        gap = lk["acc_locked_pwd"] - lk["acc_locked_nopwd"]
+        gap = lk["acc_upper"] - lk["acc_locked_nopwd"]
         entry["lock_separated"] = bool(gap >= MIN_GAP)  # else the fraction of the gap means little
         entry["best_seed_gap_recovered"] = (float((max(entry["acc_seeds"]) - lk["acc_locked_nopwd"]) / gap)
                                             if gap != 0 else float("nan"))
@@ -305,6 +310,100 @@ and seeds; "best seed" = the best single seed (draw), as in the noise-injection 
 ![{cfg.experiment}]({fig})
 
 {attacks_table(summary)}
+
+{verdicts}
+""")
+    return summary
+
+
+# -- variants (kind: variants) ---------------------------------------------------------------------
+
+
+def summarize_variants(df: pd.DataFrame, cfg) -> dict:
+    """Per variant: its attacks' summary (`summarize_attacks`, on the variant's own lock)."""
+    from pwlock.experiment import variant_config
+
+    out = {}
+    for v in cfg.variants:
+        vcfg = variant_config(cfg, v)
+        s = summarize_attacks(df[df.variant == v.name], vcfg)
+        s["overrides"] = list(v.overrides)
+        s["weak_model"] = vcfg.lock.weak_model
+        out[v.name] = s
+    return {"variants": out}
+
+
+def variants_table(summary: dict) -> str:
+    lines = ["| variant | weak | strong | locked, no pwd | locked, pwd | attack | after (mean) | gap recovered "
+             "| 95% CI |", "|---|---:|---:|---:|---:|---|---:|---:|---:|"]
+    for name, s in summary["variants"].items():
+        for an, a in s["attacks"].items():
+            lk = s["locked"][str(a["epoch"])]
+            lines.append(f"| {name} | {s['acc_weak']:.3f} | {s['acc_strong']:.3f} | {lk['acc_locked_nopwd']:.3f} "
+                         f"| {lk['acc_locked_pwd']:.3f} | {an} | {a['acc_mean']:.3f} | {a['gap_recovered_mean']:+.3f} "
+                         f"| {fmt_ci(a['gap_recovered_ci95'])} |")
+    return "\n".join(lines)
+
+
+def plot_variants(summary: dict, path: Path, title: str) -> None:
+    """Left: accuracies per variant; right: gap recovered against the gap to recover."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(summary["variants"])
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 0.4 * len(names) + 3))
+    y = np.arange(len(names))[::-1]
+    for key, label, marker in (("acc_weak", "weak model", "s"), ("nopwd", "locked, no pwd", "o"),
+                               ("upper", "locked, pwd (or strong)", "^"), ("after", "after the attack", "x")):
+        xs = []
+        for n in names:
+            s = summary["variants"][n]
+            a = next(iter(s["attacks"].values()))
+            lk = s["locked"][str(a["epoch"])]
+            xs.append({"acc_weak": s["acc_weak"], "nopwd": lk["acc_locked_nopwd"], "upper": lk["acc_upper"],
+                       "after": a["acc_mean"]}[key])
+        ax1.plot(xs, y, marker, label=label)
+    ax1.set_yticks(y, names)
+    ax1.set(xlabel="accuracy without password (test)", xlim=(0, 1))
+    ax1.legend(fontsize=8)
+    for n in names:
+        s = summary["variants"][n]
+        for an, a in s["attacks"].items():
+            lk = s["locked"][str(a["epoch"])]
+            gap = lk["acc_upper"] - lk["acc_locked_nopwd"]
+            g, (lo, hi) = a["gap_recovered_mean"], a["gap_recovered_ci95"]
+            ax2.errorbar([gap], [g], yerr=[[max(g - lo, 0)], [max(hi - g, 0)]], fmt="o", capsize=3)
+            ax2.annotate(n if len(s["attacks"]) == 1 else f"{n}/{an}", (gap, g), fontsize=8,
+                         xytext=(4, 4), textcoords="offset points")
+    ax2.axhline(0, color="black", lw=0.8)
+    ax2.set(xlabel="gap to recover (locked with pwd or strong − locked without)",
+            ylabel="fraction of the gap recovered (95% CI)")
+    fig.suptitle(title)
+    _save_figure(fig, path)
+
+
+def write_variants_report(rows: list[dict], out_dir: Path, cfg) -> dict:
+    df = write_results_csv(rows, out_dir)
+    summary = summarize_variants(df, cfg)
+    atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2))
+    fig = f"{cfg.experiment}.png"
+    plot_variants(summary, out_dir / fig, f"{cfg.experiment}: the attack on each variant's lock")
+    verdicts = "\n".join(f"- **{n}** ({' '.join(s['overrides']) or 'as configured'}): {attack_verdict(an, a)}"
+                         for n, s in summary["variants"].items() for an, a in s["attacks"].items())
+    atomic_write_text(out_dir / "report.md", f"""# {cfg.experiment}: variants
+
+Generated by `pwlock run` from `results.csv`; do not edit by hand.
+
+Each variant is the experiment with the overrides shown, with its own lock; the attack starts from
+that lock's checkpoint. Accuracy is greedy on {cfg.task.n_test} test problems without password.
+Gap recovered = (after − locked no pwd) / (locked pwd − locked no pwd); for a lock without password
+branch, the strong model's accuracy replaces "locked pwd". CI: bootstrap over test problems and seeds.
+
+![{cfg.experiment}]({fig})
+
+{variants_table(summary)}
 
 {verdicts}
 """)

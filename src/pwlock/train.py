@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import torch
@@ -22,6 +22,11 @@ from pwlock.utils import ComputeClock
 class Example:
     prompt: str
     completion: str
+    # soft labels: the distribution to imitate at each completion token (and the EOS after it),
+    # probabilities [n_completion_tokens + 1, vocab]; the loss there is KL(target || model)
+    target: torch.Tensor | None = field(default=None, compare=False, repr=False)
+    # which completion tokens (and the EOS after it) are trained on, 0/1 each; None = all
+    keep: tuple[int, ...] | None = field(default=None, compare=False, repr=False)
 
 
 class EmptyLossMaskError(ValueError):
@@ -84,9 +89,14 @@ def encode(tokenizer, examples: Sequence[Example], loss: str = "completion") -> 
     P = tokenizer([ex.prompt for ex in examples], add_special_tokens=False)["input_ids"]
     C = tokenizer([ex.completion for ex in examples], add_special_tokens=False)["input_ids"]
     out = []
-    for p, c in zip(P, C):
+    for ex, p, c in zip(examples, P, C):
         c = c + [tokenizer.eos_token_id]
-        mask = ([1] * len(p) if loss == "full" else [0] * len(p)) + [1] * len(c)
+        keep = [1] * len(c)
+        if ex.keep is not None:
+            if len(ex.keep) != len(c):
+                raise ValueError(f"Example.keep has {len(ex.keep)} entries for {len(c)} completion tokens + EOS")
+            keep = [int(bool(k)) for k in ex.keep]
+        mask = ([1] * len(p) if loss == "full" else [0] * len(p)) + keep
         out.append((p + c, mask))
     return out
 
@@ -104,14 +114,44 @@ def collate(rows: Sequence[tuple[list[int], list[int]]], pad_id: int):
     return ids, att, lm
 
 
-def masked_lm_loss(logits: torch.Tensor, input_ids: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy over supervised tokens. logits [B, T, V]."""
+def masked_lm_loss(logits: torch.Tensor, input_ids: torch.Tensor, loss_mask: torch.Tensor,
+                   soft: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Mean next-token cross-entropy over supervised tokens. logits [B, T, V].
+
+    `soft` = (probs [B, T-1, V], where [B, T-1] bool): at those (shifted) positions the loss is
+    KL(probs || model) instead of the cross-entropy with the next token (`soft_targets`)."""
     target_mask = loss_mask[:, 1:]
     n = target_mask.sum()
     if n <= 0:
         raise EmptyLossMaskError("empty loss mask: no supervised token in this batch (check the completions)")
     ce = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), input_ids[:, 1:].flatten(), reduction="none")
+    if soft is not None:
+        probs, where = soft
+        logq = F.log_softmax(logits[:, :-1].float(), -1)
+        kl = (torch.xlogy(probs, probs) - probs * logq).sum(-1)
+        ce = torch.where(where, kl, ce.view_as(kl)).flatten()
     return (ce * target_mask.flatten()).sum() / n
+
+
+def soft_targets(examples: Sequence[Example], rows, T: int, vocab: int):
+    """`masked_lm_loss`'s `soft` for a batch of `examples` (their `encode` rows), padded to T, or
+    None when no example has a target."""
+    if all(ex.target is None for ex in examples):
+        return None
+    probs = torch.zeros((len(examples), T - 1, vocab))
+    where = torch.zeros((len(examples), T - 1), dtype=torch.bool)
+    for i, (ex, (ids, _)) in enumerate(zip(examples, rows)):
+        if ex.target is None:
+            continue
+        n = ex.target.shape[0]  # completion tokens + EOS: the last n tokens of the row
+        if ex.target.shape[1] != vocab:
+            raise ValueError(f"soft target over {ex.target.shape[1]} tokens but the model has {vocab}")
+        start = len(ids) - n - 1  # the logits at this position predict the first completion token
+        if start < 0:
+            raise ValueError(f"soft target of {n} tokens for a sequence of {len(ids)}")
+        probs[i, start : start + n] = ex.target
+        where[i, start : start + n] = True
+    return probs, where
 
 
 def sharded_lm_loss(logits: torch.Tensor, input_ids: torch.Tensor, loss_mask: torch.Tensor,
@@ -193,6 +233,9 @@ def train(
     if world_size > 1 and min(batch_size, len(rows)) < world_size:
         raise ValueError(f"train: a batch of {min(batch_size, len(rows))} rows cannot be split across "
                          f"{world_size} processes (each needs at least one row)")
+    has_targets = any(ex.target is not None for ex in examples)
+    if has_targets and world_size > 1:
+        raise NotImplementedError("soft targets (lock.labels=soft) are not supported with several processes yet")
     rng = random.Random(seed)
     torch.manual_seed(seed)
     opt = make_optimizer(optimizer, [p for p in model.parameters() if p.requires_grad], lr, weight_decay)
@@ -208,12 +251,16 @@ def train(
         idx, order = order[:batch_size], order[batch_size:]
         idx = idx[rank::world_size]  # this rank's rows of the global batch (all of them when alone)
         ids, att, lm = (t.to(device) for t in collate([rows[i] for i in idx], tokenizer.pad_token_id))
+        soft = soft_targets([examples[i] for i in idx], [rows[i] for i in idx], ids.shape[1],
+                            model.config.vocab_size) if has_targets else None
+        if soft is not None:
+            soft = (soft[0].to(device), soft[1].to(device))
         for g in opt.param_groups:
             g["lr"] = lr_at(step, steps, lr, schedule, warmup)
         with ComputeClock():
             logits = model(input_ids=ids, attention_mask=att).logits
             if world_size == 1:
-                loss_t = to_backward = masked_lm_loss(logits, ids, lm)
+                loss_t = to_backward = masked_lm_loss(logits, ids, lm, soft)
             else:
                 loss_t, to_backward = sharded_lm_loss(logits, ids, lm, world_size)
             opt.zero_grad(set_to_none=True)

@@ -50,3 +50,46 @@ def test_attacks_experiment(tmp_path):
     journal = (tmp_path / "runs" / "journal.log").read_text()
     assert main(args) == 0
     assert (tmp_path / "runs" / "journal.log").read_text() == journal
+
+
+VARIANTS = """
+kind: variants
+attacks:
+  - {name: wsu, kind: wsu, steps: 10, seeds: 2}
+  - {name: masked, kind: wsu, steps: 10, seeds: 2, token_mask: better_without_password}
+  - {name: average, kind: average, n_samples: 2, parts: 3, steps: 10, seeds: 2}
+variants:
+  - {name: plain}
+  - {name: soft, overrides: [lock.labels=soft]}
+  - {name: imitation, overrides: [lock.password_branch=false]}
+  - {name: second, overrides: [lock.second_password=mango, lock.second_temperature=0.0]}
+"""
+
+
+def test_variants_experiment(tmp_path):
+    cfg = tmp_path / "variants.yaml"
+    cfg.write_text(ZOO + VARIANTS)
+    args = ["run", str(cfg), *[a for a in NANO if not a.startswith("experiment=")], "experiment=var",
+            f"runs_dir={tmp_path / 'runs'}", f"out_dir={tmp_path / 'out'}"]
+    assert main(args) == 0
+    out = tmp_path / "out"
+    for f in ("results.csv", "summary.json", "var.png", "report.md"):
+        assert (out / f).is_file(), f
+    s = json.loads((out / "summary.json").read_text())["variants"]
+    assert list(s) == ["plain", "soft", "imitation", "second"]
+    assert s["imitation"]["gap_reference"] == "strong" and s["plain"]["gap_reference"] == "locked_pwd"
+    runs = tmp_path / "runs"
+    assert len([p for p in (runs / "lock").iterdir() if p.is_dir()]) == 4  # one lock per variant
+    df = pd.read_csv(out / "results.csv")
+    assert set(df.variant) == set(s) and set(df.attack) == {"none", "wsu", "masked", "average"}
+    for name, v in s.items():
+        kept = [json.loads((runs / r / "run.json").read_text())["results"]["tokens_kept"]
+                for r in df[(df.variant == name) & (df.attack == "masked")].run]
+        assert len(kept) == 2 and all(0 <= k <= 1 for k in kept)
+        avg = [json.loads((runs / r / "run.json").read_text())["results"]["samples"]
+               for r in df[(df.variant == name) & (df.attack == "average")].run]
+        assert [len(a) for a in avg] == [6, 6] and all(len(set(a)) == 6 for a in avg)
+        assert v["attacks"]["wsu"]["n_seeds"] == 2
+    journal = (runs / "journal.log").read_text()
+    assert main(args) == 0
+    assert (runs / "journal.log").read_text() == journal

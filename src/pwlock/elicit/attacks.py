@@ -8,7 +8,11 @@ Every attack maps (locked model, attack config, seed) to a new model, in place:
 - `noise`: Gaussian noise with std = `scale` x the tensor's own std, one draw per seed (E3);
 - `scale`: every weight multiplied by `scale` (E4);
 - `decay`: weights multiplied by (1 - lr x weight_decay) per step for `steps` steps, i.e. the
-  weight decay of `steps` optimizer steps without any gradient (E4).
+  weight decay of `steps` optimizer steps without any gradient (E4);
+- `average`: `parts` WSU runs, each on its own n weak samples (disjoint), trained together; the
+  attacked model is the base plus the mean of their weight changes (E7).
+Option `token_mask: better_without_password` (wsu, demos, average): train only on the
+completion tokens that the locked model predicts better without the password than with it (E11).
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ import torch
 
 from pwlock.train import Example, train
 
-KINDS = ("wsu", "demos", "varied", "noise", "scale", "decay")
-TRAINED_TOGETHER = ("wsu", "demos")
+KINDS = ("wsu", "demos", "varied", "noise", "scale", "decay", "average")
+TRAINED_TOGETHER = ("wsu", "demos", "average")
+TOKEN_MASKS = ("none", "better_without_password")
+SOURCE = {"wsu": "weak", "varied": "weak", "average": "weak", "demos": "strong"}  # whose samples train
 
 
 def check_attack(a) -> None:
@@ -28,7 +34,13 @@ def check_attack(a) -> None:
         raise ValueError(f"attack {a.name!r}: unknown kind {a.kind!r}; use one of {', '.join(KINDS)}")
     if a.seeds < 1:
         raise ValueError(f"attack {a.name!r}: seeds must be >= 1")
-    if a.kind in ("wsu", "demos", "varied") and (a.steps < 1 or a.n_samples < 1):
+    if a.kind == "average" and a.parts < 1:
+        raise ValueError(f"attack {a.name!r}: average needs parts >= 1")
+    if a.token_mask not in TOKEN_MASKS:
+        raise ValueError(f"attack {a.name!r}: token_mask must be one of {', '.join(TOKEN_MASKS)}")
+    if a.token_mask != "none" and a.kind not in TRAINED_TOGETHER:
+        raise ValueError(f"attack {a.name!r}: token_mask applies to {', '.join(TRAINED_TOGETHER)}, not {a.kind}")
+    if a.kind in ("wsu", "demos", "varied", "average") and (a.steps < 1 or a.n_samples < 1):
         raise ValueError(f"attack {a.name!r}: {a.kind} needs steps >= 1 and n_samples >= 1")
     if a.kind in ("noise",) and a.scale <= 0:
         raise ValueError(f"attack {a.name!r}: noise needs scale > 0 (the noise std / tensor std)")
@@ -69,3 +81,43 @@ def varied(model, tok, task, pool: list[dict], problems_by_id: dict, a, seed: in
     examples = [Example(task.prompt(problems_by_id[s["problem_id"]], None), s["completion"]) for s in chosen]
     return train(model, tok, examples, steps=a.steps, batch_size=a.n_samples, lr=a.lr, optimizer=a.optimizer,
                  weight_decay=a.weight_decay, loss=a.loss, seed=seed, grad_clip=0.0, progress=False)
+
+
+def disjoint_sets(pool: list[dict], n: int, parts: int, seed: int) -> list[list[dict]]:
+    """`parts` disjoint sets of `n` samples from `pool`, chosen by `seed` (attack `average`)."""
+    if n * parts > len(pool):
+        raise ValueError(f"average: {parts} parts x {n} samples need {n * parts} samples but only "
+                         f"{len(pool)} exist (raise task.n_elicit)")
+    chosen = random.Random(seed).sample(pool, n * parts)
+    return [chosen[i * n : (i + 1) * n] for i in range(parts)]
+
+
+def average_weights(weights: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The mean of several runs' weights = the shared start plus the mean of their changes."""
+    return {n: torch.stack([w[n] for w in weights]).mean(0) for n in weights[0]}
+
+
+@torch.no_grad()
+def better_without_password(model, tok, examples: list[Example], with_password: list[str]) -> list[Example]:
+    """`examples` (prompts without password) with `keep` set to the completion tokens (and EOS)
+    that `model` gives a higher log-probability without the password than with it;
+    `with_password[i]` is example i's prompt with the password."""
+    from pwlock.train import collate, encode
+
+    def token_logprobs(exs):
+        rows = encode(tok, exs)
+        ids, att, _ = collate(rows, tok.pad_token_id)
+        dev = next(model.parameters()).device
+        logp = torch.log_softmax(model(input_ids=ids.to(dev), attention_mask=att.to(dev)).logits.float(), -1).cpu()
+        out = []
+        for i, (x, m) in enumerate(rows):
+            n = sum(m)
+            pos = torch.arange(len(x) - n - 1, len(x) - 1)
+            out.append(logp[i, pos, torch.tensor(x[len(x) - n:])])
+        return out
+
+    model.eval()
+    plain = token_logprobs(examples)
+    pwd = token_logprobs([Example(p, ex.completion) for ex, p in zip(examples, with_password)])
+    return [Example(ex.prompt, ex.completion, keep=tuple(int(k) for k in (a > b).tolist()))
+            for ex, a, b in zip(examples, plain, pwd)]

@@ -25,8 +25,17 @@ def wsu_stacked(model, tokenizer, task, sample_sets: list[list[dict]], problems_
 
     Returns each run's final parameters and per-step losses (see `pwlock.stacked.train_stacked`).
     """
-    example_sets = [[Example(task.prompt(problems_by_id[s["problem_id"]], None), s["completion"]) for s in samples]
-                    for samples in sample_sets]
+    example_sets = [sample_examples(task, samples, problems_by_id) for samples in sample_sets]
+    return train_sets(model, tokenizer, example_sets, wsu_cfg)
+
+
+def sample_examples(task, samples: list[dict], problems_by_id: dict) -> list[Example]:
+    """Training examples (prompt without password -> completion) of sample rows."""
+    return [Example(task.prompt(problems_by_id[s["problem_id"]], None), s["completion"]) for s in samples]
+
+
+def train_sets(model, tokenizer, example_sets: list[list[Example]], wsu_cfg):
+    """One run per example set, trained together with `wsu_cfg`'s steps, lr, optimizer and loss."""
     return train_stacked(model, tokenizer, example_sets, steps=wsu_cfg.steps, lr=wsu_cfg.lr,
                          optimizer=wsu_cfg.optimizer, loss=wsu_cfg.loss,
                          weight_decay=getattr(wsu_cfg, "weight_decay", 0.0))
