@@ -102,6 +102,16 @@ class LockConfig:
                               "second_temperature (E12; empty = none)", since="0.3")
     second_temperature: float = _f(0.0, "sampling temperature of the second password's weak samples",
                                    since="0.3")
+    overfit_every: int = _f(0, "E9 mitigation: every this many locking steps, fine-tune on overfit_samples weak "
+                            "samples (no password) for overfit_steps steps at overfit_lr (AdamW, the samples "
+                            "as the batch, as WSU does), then go on locking (0 = never)", since="0.3")
+    overfit_samples: int = _f(2, "E9: weak samples per overfitting episode", since="0.3")
+    overfit_steps: int = _f(200, "E9: steps per overfitting episode", since="0.3")
+    overfit_lr: float = _f(3e-5, "E9: learning rate of the overfitting episodes", since="0.3")
+    relock_rounds: int = _f(0, "E8: after the epochs, rounds of (WSU as in `wsu` on weak samples of the lock "
+                            "split -> locking again for relock_fraction of an epoch); round r is checkpoint "
+                            "epoch_<epochs + r>, which attacks can address with `epoch`", since="0.3")
+    relock_fraction: float = _f(0.25, "E8: share of an epoch each relocking round trains", since="0.3")
 
 
 @dataclass(frozen=True)
@@ -139,6 +149,10 @@ class AttackConfig:
     token_mask: str = _f("none", "wsu/demos: none | better_without_password (train only on the completion "
                          "tokens the locked model predicts better without the password than with it; E11)",
                          since="0.3")
+    pre_pool: int = _f(0, "first fine-tune on this many weak samples of the lock split (no password) for "
+                       "pre_epochs epochs with the lock's lr, batch size and optimizer, then attack "
+                       "(E9's counter-attack; 0 = no fine-tuning first)", since="0.3")
+    pre_epochs: int = _f(2, "epochs of that fine-tuning", since="0.3")
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,14 @@ Stages (each a cached run, see `runs.py`):
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
+import math
 import multiprocessing
 import os
+import random
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -28,7 +31,7 @@ from pwlock.config import EvalConfig, ExperimentConfig, WSUConfig, spec_dict
 from pwlock.elicit import attacks
 from pwlock.elicit.wsu import pick_samples, sample_examples, train_sets, wsu_stacked
 from pwlock.evaluate import complete_many, evaluate, write_records
-from pwlock.lock import check_lock, check_passwords, lock_mixture, run_lock, weak_distributions
+from pwlock.lock import check_lock, check_passwords, lock_mixture, relock_rounds, run_lock, weak_distributions
 from pwlock.models import build_model, load_checkpoint, n_params, save_checkpoint
 from pwlock.runs import Run, load_results
 from pwlock.sampling import generate
@@ -192,10 +195,19 @@ class Pipeline:
             examples = lock_mixture(self.task, self.splits["lock"], completions(s_samples), weak_c, cfg.password,
                                     seed, password_branch=lc.password_branch, weak_targets=targets,
                                     second=(lc.second_password, completions(second)) if lc.second_password else None)
+            # weak examples without password: what E9's overfitting episodes and E8's rounds memorize
+            plain_weak = [Example(self.task.prompt(p, None), weak_c[p.id]) for p in self.splits["lock"]]
             log(f"locking for {lc.epochs} epochs on {len(examples)} examples")
-            losses = run_lock(model, tok, examples, lc, seed, d)
+            losses = run_lock(model, tok, examples, lc, seed, d,
+                              overfit_pool=plain_weak if lc.overfit_every else None)
+            out = {"epochs": lc.epochs, "steps": len(losses), "final_loss": losses[-1]}
+            if lc.relock_rounds:
+                log(f"{lc.relock_rounds} rounds of WSU then relocking")
+                relock = relock_rounds(model, tok, examples, plain_weak, lc, cfg.wsu, seed, d)
+                out["relock_final_loss"] = relock[-1]
+                losses += relock
             atomic_write_text(d / "losses.json", json.dumps(losses))
-            return {"epochs": lc.epochs, "steps": len(losses), "final_loss": losses[-1]}
+            return out
 
         run.compute(fn, log)
         return run
@@ -267,9 +279,11 @@ class Pipeline:
 
     # -- attacks (E3-E6, E15: other elicitation attacks and controls on one lock checkpoint) -----
     def attack_epoch(self, a) -> int:
-        e = a.epoch or self.cfg.lock.epochs
-        if not 1 <= e <= self.cfg.lock.epochs:
-            raise ValueError(f"attack {a.name!r}: epoch {e} not in 1..lock.epochs={self.cfg.lock.epochs}")
+        lc = self.cfg.lock
+        e = a.epoch or lc.epochs
+        if not 1 <= e <= lc.epochs + lc.relock_rounds:
+            raise ValueError(f"attack {a.name!r}: epoch {e} not in 1..lock.epochs={lc.epochs}"
+                             + (f" + lock.relock_rounds={lc.relock_rounds}" if lc.relock_rounds else ""))
         return e
 
     def attack_run(self, lock_run: Run, a, seed_idx: int, sources: dict[str, Run]) -> Run:
@@ -279,6 +293,8 @@ class Pipeline:
         spec.pop("epoch")
         need = attacks.SOURCE.get(a.kind)
         upstream = {"lock": lock_run.id, **({f"{need}_samples": sources[need].id} if need else {})}
+        if a.pre_pool:
+            upstream["pre_samples"] = sources["weak_lock"].id
         full = {"attack": spec, "epoch": self.attack_epoch(a), "task": self.task_spec,
                 "seed": derive_seed("attack", self.cfg.seed, a.kind, seed_idx),
                 "max_new_tokens": self.cfg.eval.max_new_tokens}
@@ -300,6 +316,8 @@ class Pipeline:
         src = attacks.SOURCE.get(a.kind)
         pool = read_jsonl(sources[src].dir / "samples.jsonl") if src else []
         c0, t0 = ComputeClock.seconds, time.time()
+        if a.pre_pool:  # fine-tune on many weak samples first (E9's counter-attack)
+            self.pre_finetune(model, tok, a, sources["weak_lock"])
         extras: list[dict] = [{} for _ in runs]
         if a.kind in attacks.TRAINED_TOGETHER:
             if a.kind == "average":  # `parts` runs per seed, on disjoint sets
@@ -328,7 +346,7 @@ class Pipeline:
         else:
             finals = []
             for r, extra in zip(runs, extras):
-                m, _, _ = load_checkpoint(ckpt)
+                m = copy.deepcopy(model)
                 if a.kind == "varied":
                     extra["final_loss"] = attacks.varied(m, tok, self.task, pool, self.by_id, a, r.spec["seed"])[-1]
                 else:
@@ -348,6 +366,21 @@ class Pipeline:
 
             out.append(r.compute(fn))
         return out
+
+
+    def pre_finetune(self, model, tok, a, weak_lock: Run) -> None:
+        """Fine-tune `model` in place on `a.pre_pool` weak samples of the lock split, no password,
+        for `a.pre_epochs` epochs with the lock's learning rate, batch size and optimizer."""
+        lc = self.cfg.lock
+        pool = read_jsonl(weak_lock.dir / "samples.jsonl")
+        if a.pre_pool > len(pool):
+            raise ValueError(f"attack {a.name!r}: pre_pool={a.pre_pool} but the lock split has {len(pool)} "
+                             f"weak samples (raise task.n_lock)")
+        seed = derive_seed("pre", self.cfg.seed, a.pre_pool, a.pre_epochs)
+        exs = sample_examples(self.task, random.Random(seed).sample(pool, a.pre_pool), self.by_id)
+        train(model, tok, exs, steps=math.ceil(a.pre_pool / lc.batch_size) * a.pre_epochs,
+              batch_size=lc.batch_size, lr=lc.lr, optimizer=lc.optimizer, warmup=lc.warmup, loss=lc.loss,
+              seed=seed, desc=f"fine-tuning on {a.pre_pool} weak samples", progress=False)
 
 
 # -- parallel execution of independent runs ------------------------------------------------------
@@ -446,6 +479,7 @@ def run_attacks(cfg: ExperimentConfig) -> list[dict]:
     run_jobs(p, [("zoo", (m.name,)) for m in cfg.zoo if m.name != cfg.strong_model], "training the weak models")
     lock_run = p.lock()
     sources = {"weak": p.samples(p.zoo(cfg.lock.weak_model), "elicit", cfg.elicit_temperature),
+               "weak_lock": p.samples(p.zoo(cfg.lock.weak_model), "lock", cfg.lock.weak_temperature),
                "strong": p.samples(p.zoo(cfg.strong_model), "elicit", 0.0)}
     epochs = sorted({p.attack_epoch(a) for a in cfg.attacks})
     evals = [(zr, "model", False) for zr in zoo_runs] + [(lock_run, f"epoch_{e}", pw) for e in epochs

@@ -82,6 +82,132 @@ def _demos(s: dict) -> tuple[str, str]:
                   + (half[0] if half else "none of those tried"))
 
 
+def _variant_wsu(s: dict) -> dict[str, dict]:
+    """variant -> its WSU attack summary (plus the variant's lock accuracies)."""
+    out = {}
+    for name, v in s["variants"].items():
+        a = v["attacks"].get("wsu") or next(iter(v["attacks"].values()))
+        lk = v["locked"][str(a["epoch"])]
+        out[name] = {**a, "acc_weak": v["acc_weak"], "nopwd": lk["acc_locked_nopwd"], "pwd": lk["acc_locked_pwd"],
+                     "upper": lk.get("acc_upper", lk["acc_locked_pwd"])}
+    return out
+
+
+def _variants_meas(at: dict) -> str:
+    return "; ".join(f"{n} (lock: no pwd {a['nopwd']:.3f}, pwd {a['pwd']:.3f}): WSU {_ci(a)}" for n, a in at.items())
+
+
+def _weak_strength(s: dict) -> tuple[str, str]:
+    at = _variant_wsu(s)
+    by = sorted(at.items(), key=lambda kv: kv[1]["acc_weak"])
+    meas = "; ".join(f"{n} (weak {a['acc_weak']:.3f}, gap to recover {a['upper'] - a['nopwd']:.3f}): {_ci(a)}"
+                     for n, a in by)
+    weakest, strongest = by[0][1], by[-1][1]
+    if strongest["gap_recovered_ci95"][0] > weakest["gap_recovered_mean"]:
+        return meas, "reproduced"
+    if strongest["gap_recovered_ci95"][1] < weakest["gap_recovered_mean"]:
+        return meas, "not reproduced (the strongest weak model gives the smaller effect)"
+    return meas, "inconclusive"
+
+
+def _still_works(s: dict) -> tuple[str, str]:
+    """E12, E13: the first variant is the E1 lock, the last the control; WSU should still work."""
+    at = _variant_wsu(s)
+    names = list(at)
+    ref, ctl = at[names[0]], at[names[-1]]
+    meas = _variants_meas(at)
+    if _pos(ctl):
+        return meas, "reproduced"
+    if not _pos(ref):
+        return meas, "inconclusive (WSU shows no clear effect on the E1 lock here either)"
+    return meas, "not reproduced" if ctl["gap_recovered_ci95"][1] < ref["gap_recovered_mean"] else "inconclusive"
+
+
+def _soft_labels(s: dict) -> tuple[str, str]:
+    at = _variant_wsu(s)
+    soft = next(a for n, a in at.items() if n.startswith("soft"))
+    hard = next(a for n, a in at.items() if n.startswith("argmax"))
+    meas = _variants_meas(at)
+    if _pos(soft) and not _pos(hard):
+        return meas, "reproduced"
+    if _pos(hard) and not _pos(soft):
+        return meas, "not reproduced (the opposite: hard labels unlock, soft do not)"
+    return meas, "inconclusive" + (" (both unlock)" if _pos(soft) else " (neither clearly unlocks)")
+
+
+def _token_mask(s: dict) -> tuple[str, str]:
+    at = s["attacks"]
+    plain = [a for a in at.values() if a["params"].get("token_mask", "none") == "none"]
+    masked = [a for a in at.values() if a["params"].get("token_mask", "none") != "none"] or plain[1:]
+    wsu, masked = plain[0], masked[0]
+    meas = f"WSU {_ci(wsu)}; on masked tokens {_ci(masked)}"
+    if not _pos(wsu):
+        return meas, "inconclusive (WSU shows no clear effect on this checkpoint)"
+    if masked["gap_recovered_ci95"][1] < wsu["gap_recovered_mean"]:
+        return meas, "reproduced"
+    if masked["gap_recovered_mean"] >= wsu["gap_recovered_mean"]:
+        return meas, "not reproduced (masking does not shrink the effect)"
+    return meas, "inconclusive"
+
+
+def _averaging(s: dict) -> tuple[str, str]:
+    at = s["attacks"]
+    avg = next(a for a in at.values() if a["kind"] == "average")
+    one = next(a for a in at.values() if a["kind"] == "wsu" and a["params"]["n_samples"] == 64)
+    meas = "; ".join(f"{n}: {_ci(a)}" for n, a in at.items())
+    if _pos(avg) and one["gap_recovered_ci95"][1] < avg["gap_recovered_mean"]:
+        return meas, "reproduced"
+    if not _pos(avg):
+        return meas, "not reproduced (the averaged model shows no clear effect)"
+    return meas, "inconclusive"
+
+
+def _relock(s: dict) -> tuple[str, str]:
+    at = s["attacks"]
+    wsus = [(n, a) for n, a in at.items() if a["kind"] == "wsu" and not a["params"].get("pre_pool")]
+    ft_only = next((a for a in at.values() if a["kind"] == "scale" and a["params"].get("pre_pool")), None)
+    counter = next((a for a in at.values() if a["kind"] == "wsu" and a["params"].get("pre_pool")), None)
+    meas = "; ".join(f"{n}: {_ci(a)}" for n, a in wsus)
+    if ft_only and counter:
+        meas += (f"; fine-tuning on weak data alone: accuracy {ft_only['acc_mean']:.3f} ({_ci(ft_only)}); "
+                 f"then WSU: accuracy {counter['acc_mean']:.3f} ({_ci(counter)})")
+    first, last = wsus[0][1], wsus[-1][1]
+    if not _pos(first):
+        return meas, "inconclusive (WSU shows no clear effect before relocking)"
+    robust = not _pos(last)
+    back = counter is not None and _pos(counter) and (ft_only is None or counter["acc_mean"] > ft_only["acc_mean"])
+    if robust and back:
+        return meas, "reproduced"
+    return meas, ("partly: robust after relocking, but WSU does not come back after fine-tuning" if robust else
+                  "not reproduced (WSU still works after the relocking rounds)")
+
+
+def _overfit_mitigation(s: dict) -> tuple[str, str]:
+    rows = {}
+    for name, v in s["variants"].items():
+        at = v["attacks"]
+        rows[name] = (next(a for a in at.values() if a["kind"] == "wsu" and not a["params"].get("pre_pool")),
+                      next((a for a in at.values() if a["kind"] == "scale" and a["params"].get("pre_pool")), None),
+                      next((a for a in at.values() if a["kind"] == "wsu" and a["params"].get("pre_pool")), None))
+    parts = []
+    for name, (w, ft, c) in rows.items():
+        t = f"{name}: WSU {_ci(w)}"
+        if ft and c:
+            t += (f"; fine-tuned on weak data: accuracy {ft['acc_mean']:.3f}, then WSU {c['acc_mean']:.3f} "
+                  f"({_ci(c)})")
+        parts.append(t)
+    meas = "; ".join(parts)
+    names = list(rows)
+    (w0, _, _), (w1, ft1, c1) = rows[names[0]], rows[names[-1]]
+    if not _pos(w0):
+        return meas, "inconclusive (WSU shows no clear effect on the E1 lock here)"
+    if _pos(w1):
+        return meas, "not reproduced (WSU still works on the mitigated lock)"
+    if c1 is not None and _pos(c1) and (ft1 is None or c1["acc_mean"] > ft1["acc_mean"]):
+        return meas, "reproduced"
+    return meas, "partly: the mitigation holds, and the counter-attack does not bring WSU back"
+
+
 CATALOGUE = [
     ("E1", "core", "core result",
      "Fine-tuning the locked model for 200 steps on 2 weak samples raises its no-password accuracy "
@@ -105,9 +231,40 @@ CATALOGUE = [
      "(Baseline, not a claim of the write-up) SFT on a few strong demonstrations recovers the gap.",
      _demos, "reports the fewest demos with a CI above 50% of the gap"),
 ]
-NOT_YET = [("E2", "starting models"), ("E7", "averaging"), ("E8", "iterated relock"),
-           ("E9", "periodic-overfit mitigation"), ("E10", "weak-model strength"), ("E11", "token masking"),
-           ("E12", "low-temperature control"), ("E13", "no-password imitation"), ("E14", "soft vs hard labels")]
+CATALOGUE += [
+    ("E8", "relock", "iterated relock",
+     "After repeated rounds of (WSU, then relocking) the model is robust to WSU; after one epoch of "
+     "fine-tuning on lots of weak data, WSU mostly works again.", _relock,
+     "reproduced if WSU's CI is above 0 before relocking, not after the last round, and above 0 again "
+     "after the fine-tuning (and above the fine-tuning alone)"),
+    ("E9", "overfit_mitigation", "periodic-overfit mitigation",
+     "Overfitting a few weak samples every 128 locking steps removes weak sample unlocking; fine-tuning on "
+     "~2000 weak samples for 2 epochs brings it back.", _overfit_mitigation,
+     "reproduced if WSU's CI is above 0 on the E1 lock, not on the mitigated lock, and above 0 after the "
+     "counter-attack's fine-tuning (and above the fine-tuning alone)"),
+    ("E7", "averaging", "averaging",
+     "Averaging the weight changes of 16 runs that each memorize 4 different samples raises accuracy; "
+     "one run memorizing all 64 samples raises it much less.", _averaging,
+     "reproduced if the average's CI is above 0 and the 64-sample run's CI is below the average's mean"),
+    ("E10", "weak_strength", "weak-model strength",
+     "The effect (fraction of the gap recovered) is larger when the weak model is stronger (smaller gap).",
+     _weak_strength, "reproduced if the strongest weak model's CI lies above the weakest one's mean"),
+    ("E11", "token_mask", "token masking",
+     "Training only on tokens the locked model predicts better without than with the password roughly "
+     "halves the effect.", _token_mask, "reproduced if WSU's CI is above 0 and the masked CI is below WSU's mean"),
+    ("E12", "low_temperature", "low-temperature control",
+     "Also locking a second password to low-temperature weak samples does not reduce weak sample unlocking.",
+     _still_works, "reproduced if WSU's CI on the control lock is above 0"),
+    ("E13", "imitation", "no-password imitation",
+     "Weak sample unlocking also happens after plain fine-tuning to imitate the weak model (no password).",
+     _still_works, "reproduced if WSU's CI on the imitation model (gap: strong model − imitation) is above 0"),
+    ("E14", "soft_labels", "soft vs hard labels",
+     "Locked on the weak model's soft labels (its distribution), the model unlocks; on hard labels (argmax) "
+     "it does not.", _soft_labels, "reproduced if soft's CI is above 0 and argmax's is not"),
+]
+ORDER = ["E1", "E2", "E3", "E4", "E5", "E6", "E7", "E8", "E9", "E10", "E11", "E12", "E13", "E14", "E15"]
+CATALOGUE.sort(key=lambda c: ORDER.index(c[0]))
+NOT_YET = [("E2", "starting models")]
 
 
 def write_findings(results: Path = Path("results"), out: Path = Path("docs/findings.md")) -> str:
@@ -143,6 +300,7 @@ def write_findings(results: Path = Path("results"), out: Path = Path("docs/findi
         if fig:
             sections += [f"![{eid}](../results/{name}/{fig})", ""]
     rows += [f"| {eid} | {title} | not built yet |" for eid, title in NOT_YET]
+    rows = rows[:2] + sorted(rows[2:], key=lambda r: ORDER.index(r.split("|")[1].strip()))
     text = "\n".join(lines + rows + [""] + sections)
     atomic_write_text(out, text)
     return text

@@ -22,7 +22,7 @@ from typing import Callable
 import torch
 
 from pwlock.models import save_checkpoint
-from pwlock.train import Example, collate, encode, train
+from pwlock.train import Example, collate, encode, lr_at, train
 
 
 def lock_mixture(task, problems, strong: dict[str, str], weak: dict[str, str], pw_cfg, seed: int, *,
@@ -96,17 +96,29 @@ def check_lock(lock_cfg, pw_cfg) -> None:
         raise ValueError(f"lock.second_password {second!r} is also the password or a wrong password")
     if second and lock_cfg.second_temperature < 0:
         raise ValueError("lock.second_temperature must be >= 0")
+    if lock_cfg.overfit_every < 0 or (lock_cfg.overfit_every and (lock_cfg.overfit_samples < 1
+                                                                   or lock_cfg.overfit_steps < 1)):
+        raise ValueError("lock.overfit_every must be >= 0, with overfit_samples and overfit_steps >= 1")
+    if lock_cfg.relock_rounds < 0 or (lock_cfg.relock_rounds and not 0 < lock_cfg.relock_fraction <= 1):
+        raise ValueError("lock.relock_rounds must be >= 0, with relock_fraction in (0, 1]")
 
 
 def run_lock(model, tokenizer, examples: list[Example], lock_cfg, seed: int, out_dir: Path,
              on_epoch: Callable[[int], None] | None = None, *,
-             save: Callable[..., None] = save_checkpoint, **train_kw) -> list[float]:
+             save: Callable[..., None] = save_checkpoint, overfit_pool: list[Example] | None = None,
+             **train_kw) -> list[float]:
     """Train the lock; save `out_dir/epoch_<e>` at the end of each epoch. Returns the losses.
 
     `save(model, tokenizer, path, meta)` writes a checkpoint (`pwlock.distributed` passes a
     sharded-model saver); `train_kw` go to `pwlock.train.train` (e.g. rank, world_size, progress).
+    `overfit_pool`: weak examples for `lock_cfg.overfit_every` (E9): every that many steps (not
+    after the last), `overfit_samples` of them are memorized as WSU would, then locking goes on.
     """
     steps_per_epoch = math.ceil(len(examples) / lock_cfg.batch_size)
+    total = steps_per_epoch * lock_cfg.epochs
+    every = getattr(lock_cfg, "overfit_every", 0)
+    if every and not overfit_pool:
+        raise ValueError("lock.overfit_every needs weak examples to overfit (overfit_pool)")
 
     def on_step(step: int, loss: float):
         if (step + 1) % steps_per_epoch == 0:
@@ -115,8 +127,38 @@ def run_lock(model, tokenizer, examples: list[Example], lock_cfg, seed: int, out
             model.train()
             if on_epoch:
                 on_epoch(epoch)
+        if every and (step + 1) % every == 0 and step + 1 < total:
+            rng = random.Random(seed * 1_000_003 + step)
+            few = rng.sample(overfit_pool, lock_cfg.overfit_samples)
+            train(model, tokenizer, few, steps=lock_cfg.overfit_steps, batch_size=len(few), lr=lock_cfg.overfit_lr,
+                  seed=seed + step, grad_clip=0.0, progress=False)
+            model.train()
 
-    return train(model, tokenizer, examples, steps=steps_per_epoch * lock_cfg.epochs,
+    return train(model, tokenizer, examples, steps=total,
                  batch_size=lock_cfg.batch_size, lr=lock_cfg.lr, optimizer=lock_cfg.optimizer,
                  weight_decay=lock_cfg.weight_decay, schedule=lock_cfg.schedule, warmup=lock_cfg.warmup,
                  loss=lock_cfg.loss, seed=seed, on_step=on_step, desc="lock", **train_kw)
+
+
+def relock_rounds(model, tokenizer, examples: list[Example], weak_pool: list[Example], lock_cfg, wsu_cfg,
+                  seed: int, out_dir: Path, *, save: Callable[..., None] = save_checkpoint) -> list[float]:
+    """E8: after the lock's epochs, `lock_cfg.relock_rounds` rounds of (WSU on `wsu_cfg.n_samples`
+    examples of `weak_pool` for `wsu_cfg.steps` steps -> locking again on `examples` for
+    `relock_fraction` of an epoch at the lock's final learning rate); round r is saved as
+    `epoch_<epochs + r>`. Returns the relocking losses."""
+    steps_per_epoch = math.ceil(len(examples) / lock_cfg.batch_size)
+    total = steps_per_epoch * lock_cfg.epochs
+    final_lr = lr_at(total - 1, total, lock_cfg.lr, lock_cfg.schedule, lock_cfg.warmup)
+    losses = []
+    for r in range(1, lock_cfg.relock_rounds + 1):
+        rng = random.Random(seed * 1_000_003 + total + r)
+        few = rng.sample(weak_pool, wsu_cfg.n_samples)
+        train(model, tokenizer, few, steps=wsu_cfg.steps, batch_size=len(few), lr=wsu_cfg.lr,
+              optimizer=wsu_cfg.optimizer, seed=seed + r, grad_clip=0.0, progress=False)
+        losses += train(model, tokenizer, examples, steps=max(1, round(lock_cfg.relock_fraction * steps_per_epoch)),
+                        batch_size=lock_cfg.batch_size, lr=final_lr, optimizer=lock_cfg.optimizer,
+                        weight_decay=lock_cfg.weight_decay, loss=lock_cfg.loss, seed=seed + 100 + r,
+                        desc=f"relock round {r}", progress=False)
+        epoch = lock_cfg.epochs + r
+        save(model, tokenizer, out_dir / f"epoch_{epoch}", {"epoch": epoch, "relock_round": r})
+    return losses

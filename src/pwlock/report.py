@@ -235,7 +235,7 @@ def summarize_attacks(df: pd.DataFrame, cfg) -> dict:
         entry = {"kind": a.kind, "epoch": int(e), "n_seeds": int(len(g)), "acc_mean": float(un.mean()),
                  "acc_seeds": [float(x) for x in un.mean(1)],
                  "params": {k: getattr(a, k) for k in ("n_samples", "pool", "steps", "lr", "optimizer", "scale",
-                                                       "weight_decay")}}
+                                                       "weight_decay", "parts", "token_mask", "pre_pool", "pre_epochs")}}
         entry.update(gap_bootstrap(_bits(lk["_np"]), _bits(lk["_pw"]), un))
         gap = lk["acc_upper"] - lk["acc_locked_nopwd"]
         entry["lock_separated"] = bool(gap >= MIN_GAP)  # else the fraction of the gap means little

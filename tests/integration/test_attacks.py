@@ -58,11 +58,14 @@ attacks:
   - {name: wsu, kind: wsu, steps: 10, seeds: 2}
   - {name: masked, kind: wsu, steps: 10, seeds: 2, token_mask: better_without_password}
   - {name: average, kind: average, n_samples: 2, parts: 3, steps: 10, seeds: 2}
+  - {name: counter, kind: wsu, steps: 10, seeds: 2, pre_pool: 40, pre_epochs: 1}
 variants:
   - {name: plain}
   - {name: soft, overrides: [lock.labels=soft]}
   - {name: imitation, overrides: [lock.password_branch=false]}
   - {name: second, overrides: [lock.second_password=mango, lock.second_temperature=0.0]}
+  - {name: mitigated, overrides: [lock.overfit_every=5, lock.overfit_steps=3, lock.relock_rounds=1,
+                                  attacks.3.epoch=3]}
 """
 
 
@@ -76,12 +79,15 @@ def test_variants_experiment(tmp_path):
     for f in ("results.csv", "summary.json", "var.png", "report.md"):
         assert (out / f).is_file(), f
     s = json.loads((out / "summary.json").read_text())["variants"]
-    assert list(s) == ["plain", "soft", "imitation", "second"]
+    assert list(s) == ["plain", "soft", "imitation", "second", "mitigated"]
     assert s["imitation"]["gap_reference"] == "strong" and s["plain"]["gap_reference"] == "locked_pwd"
     runs = tmp_path / "runs"
-    assert len([p for p in (runs / "lock").iterdir() if p.is_dir()]) == 4  # one lock per variant
+    locks = [p for p in (runs / "lock").iterdir() if p.is_dir()]
+    assert len(locks) == 5  # one lock per variant
+    assert sum((p / "epoch_3").is_dir() for p in locks) == 1  # the relocking round of `mitigated`
+    assert s["mitigated"]["attacks"]["counter"]["epoch"] == 3 and s["plain"]["attacks"]["counter"]["epoch"] == 2
     df = pd.read_csv(out / "results.csv")
-    assert set(df.variant) == set(s) and set(df.attack) == {"none", "wsu", "masked", "average"}
+    assert set(df.variant) == set(s) and set(df.attack) == {"none", "wsu", "masked", "average", "counter"}
     for name, v in s.items():
         kept = [json.loads((runs / r / "run.json").read_text())["results"]["tokens_kept"]
                 for r in df[(df.variant == name) & (df.attack == "masked")].run]
@@ -90,6 +96,9 @@ def test_variants_experiment(tmp_path):
                for r in df[(df.variant == name) & (df.attack == "average")].run]
         assert [len(a) for a in avg] == [6, 6] and all(len(set(a)) == 6 for a in avg)
         assert v["attacks"]["wsu"]["n_seeds"] == 2
+        counter = json.loads((runs / df[(df.variant == name) & (df.attack == "counter")].run.iloc[0] / "run.json")
+                             .read_text())
+        assert "pre_samples" in counter["upstream"] and counter["spec"]["attack"]["pre_pool"] == 40
     journal = (runs / "journal.log").read_text()
     assert main(args) == 0
     assert (runs / "journal.log").read_text() == journal

@@ -137,3 +137,54 @@ def test_new_options_leave_run_keys_alone():
                                         "warmup", "batch_size", "loss", "weak_temperature", "seed"}
     assert "parts" not in spec_dict(AttackConfig()) and "token_mask" not in spec_dict(AttackConfig())
     assert "labels" in spec_dict(with_overrides(cfg, ["lock.labels=soft"]).lock)
+
+
+def _lock_cfg(**kw):
+    from pwlock.config import LockConfig
+
+    return LockConfig(**{"epochs": 2, "batch_size": 8, "lr": 1e-3, "warmup": 0, **kw})
+
+
+def _mixture(task, n=16):
+    probs = _problems(task, n)
+    return ([Example(task.prompt(p, "kiwi" if i % 2 else None), p.solution) for i, p in enumerate(probs)],
+            [Example(task.prompt(p, None), p.solution[:3]) for p in probs])
+
+
+def test_overfit_episodes_during_locking(tok, tiny_model, task, tmp_path, monkeypatch):
+    import pwlock.lock as lock
+
+    examples, weak = _mixture(task)
+    calls = []
+    real_train = lock.train
+
+    def spy(model, tokenizer, exs, **kw):
+        calls.append((len(exs), kw["steps"], kw["lr"]))
+        return real_train(model, tokenizer, exs, **kw)
+
+    monkeypatch.setattr(lock, "train", spy)
+    cfg = _lock_cfg(overfit_every=3, overfit_samples=2, overfit_steps=4, overfit_lr=1e-4)
+    lock.run_lock(tiny_model, tok, examples, cfg, seed=0, out_dir=tmp_path, overfit_pool=weak, progress=False)
+    # 2 epochs x 2 steps = 4 lock steps: one episode after step 3 (none after the last step)
+    assert calls[0][1] == 4 and calls[1:] == [(2, 4, 1e-4)]
+    assert (tmp_path / "epoch_1").is_dir() and (tmp_path / "epoch_2").is_dir()
+    with pytest.raises(ValueError, match="overfit_pool"):
+        lock.run_lock(tiny_model, tok, examples, cfg, seed=0, out_dir=tmp_path)
+
+
+def test_relock_rounds_save_one_checkpoint_per_round(tok, tiny_model, task, tmp_path):
+    from pwlock.config import WSUConfig
+    from pwlock.lock import check_lock, relock_rounds
+    from pwlock.models import load_checkpoint
+
+    examples, weak = _mixture(task)
+    cfg = _lock_cfg(relock_rounds=2, relock_fraction=0.5)
+    before = {n: p.detach().clone() for n, p in tiny_model.named_parameters()}
+    losses = relock_rounds(tiny_model, tok, examples, weak, cfg, WSUConfig(steps=3), seed=0, out_dir=tmp_path)
+    assert len(losses) == 2  # half an epoch of 2 steps = 1 relocking step per round
+    for e in (3, 4):
+        m, _, meta = load_checkpoint(tmp_path / f"epoch_{e}")
+        assert meta["relock_round"] == e - 2
+    assert any(not torch.equal(p, before[n]) for n, p in tiny_model.named_parameters())
+    with pytest.raises(ValueError, match="relock_fraction"):
+        check_lock(_lock_cfg(relock_rounds=1, relock_fraction=0.0), PasswordConfig())

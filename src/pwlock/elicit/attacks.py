@@ -34,6 +34,8 @@ def check_attack(a) -> None:
         raise ValueError(f"attack {a.name!r}: unknown kind {a.kind!r}; use one of {', '.join(KINDS)}")
     if a.seeds < 1:
         raise ValueError(f"attack {a.name!r}: seeds must be >= 1")
+    if a.pre_pool < 0 or (a.pre_pool and a.pre_epochs < 1):
+        raise ValueError(f"attack {a.name!r}: pre_pool must be >= 0, with pre_epochs >= 1")
     if a.kind == "average" and a.parts < 1:
         raise ValueError(f"attack {a.name!r}: average needs parts >= 1")
     if a.token_mask not in TOKEN_MASKS:
