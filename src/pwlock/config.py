@@ -66,6 +66,12 @@ class ZooModelConfig:
     target_acc: float = _f(0.0, "stop as soon as validation accuracy reaches this (0 = never)")
     check_every: int = _f(50, "steps between validation checks when target_acc > 0")
     seed: int = _f(0, "training seed (added to the experiment seed)")
+    pretrain: str = _f("task", "what it trains on (E2 starting models): task (the pretrain split's problems "
+                       "and solutions) | no_answer (the same without the final answer: knows the domain, "
+                       "not the answer format; trains `steps` steps) | none (untrained: locking from scratch)",
+                       since="0.3")
+    off_domain_steps: int = _f(0, "steps on an off-domain task (toy: reversing letter strings) before the "
+                               "pretraining above (E2's coder-like model)", since="0.3")
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,8 @@ class PasswordConfig:
 @dataclass(frozen=True)
 class LockConfig:
     weak_model: str = _f("weak2", "zoo model whose samples are imitated without password")
+    start_model: str = _f("", "zoo model the lock trains (empty = strong_model, whose samples are imitated "
+                          "with the password either way; E2)", since="0.3")
     epochs: int = _f(8, "locking epochs (a checkpoint at the end of each)")
     lr: float = _f(5e-4, "learning rate")
     optimizer: str = _f("adamw", "adamw | lion")

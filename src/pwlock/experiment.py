@@ -84,9 +84,19 @@ class Pipeline:
         self.zoo_cfg = {m.name: m for m in cfg.zoo}
         if len(self.zoo_cfg) != len(cfg.zoo):
             raise ValueError("zoo: two models share a name")
-        for role, name in (("strong_model", cfg.strong_model), ("lock.weak_model", cfg.lock.weak_model)):
+        for role, name in (("strong_model", cfg.strong_model), ("lock.weak_model", cfg.lock.weak_model),
+                           ("lock.start_model", cfg.lock.start_model or cfg.strong_model)):
             if name not in self.zoo_cfg:
                 raise ValueError(f"{role}={name!r} is not a zoo model; zoo: {sorted(self.zoo_cfg)}")
+        for m in cfg.zoo:
+            if m.pretrain not in ("task", "no_answer", "none"):
+                raise ValueError(f"zoo model {m.name!r}: pretrain must be task, no_answer or none, got {m.pretrain!r}")
+            if m.pretrain == "no_answer" and m.target_acc > 0:
+                raise ValueError(f"zoo model {m.name!r}: pretrain=no_answer cannot stop at a target accuracy "
+                                 f"(its answers are never scored correct); set target_acc: 0")
+            if (m.pretrain != "task" or m.off_domain_steps) and self.task.name != "arith":
+                raise ValueError(f"zoo model {m.name!r}: pretrain={m.pretrain!r} / off_domain_steps are toy-task "
+                                 f"options (task arith)")
 
     # -- zoo ------------------------------------------------------------------------------------
     def is_done(self, method: str, *args) -> bool:
@@ -108,10 +118,26 @@ class Pipeline:
         def fn(d: Path) -> dict:
             seed_everything(seed)
             model = build_model(m.arch, self.tok, seed)
+            if m.pretrain == "none":  # locking from scratch starts from this
+                save_checkpoint(model, self.tok, d / "model", {"zoo": name, "steps": 0})
+                return {"steps": 0, "final_loss": None, "n_params": n_params(model), "history": []}
             log(f"training zoo model {name} ({n_params(model) / 1e6:.2f} M parameters)")
+            off = []
+            if m.off_domain_steps:
+                from pwlock.tasks.arith import off_domain_examples
+
+                pairs = off_domain_examples(m.off_domain_steps * m.batch_size, seed)
+                off = train(model, self.tok, [Example(p, c) for p, c in pairs], steps=m.off_domain_steps,
+                            batch_size=m.batch_size, lr=m.lr, schedule="cosine",
+                            warmup=min(50, m.off_domain_steps // 10), seed=seed, desc=f"zoo {name} (off-domain)")
             pre = self.splits["pretrain"]
             valid, train_set = pre[:N_VALID], pre[N_VALID:]
-            examples = [Example(self.task.prompt(p, None), p.solution) for p in train_set]
+            if m.pretrain == "no_answer":
+                from pwlock.tasks.arith import without_answer
+
+                examples = [Example(self.task.prompt(p, None), without_answer(p.solution)) for p in train_set]
+            else:
+                examples = [Example(self.task.prompt(p, None), p.solution) for p in train_set]
             history = []
 
             def on_step(step: int, loss: float):
@@ -125,8 +151,10 @@ class Pipeline:
                            schedule="cosine", warmup=min(50, m.steps // 10),
                            seed=seed, on_step=on_step, desc=f"zoo {name}")
             save_checkpoint(model, self.tok, d / "model", {"zoo": name, "steps": len(losses)})
-            return {"steps": len(losses), "final_loss": losses[-1], "n_params": n_params(model),
-                    "history": history}
+            out = {"steps": len(losses), "final_loss": losses[-1], "n_params": n_params(model), "history": history}
+            if off:
+                out["off_domain"] = {"steps": len(off), "final_loss": off[-1]}
+            return out
 
         run.compute(fn, log)
         return run
@@ -163,24 +191,25 @@ class Pipeline:
         cfg = self.cfg
         lc = cfg.lock
         strong = self.zoo(cfg.strong_model)
+        start = self.zoo(lc.start_model) if lc.start_model else strong
         weak = self.zoo(lc.weak_model)
         s_samples = self.samples(strong, "lock", 0.0)
         w_samples = self.samples(weak, "lock", lc.weak_temperature)
-        upstream = {"start": strong.id, "strong_samples": s_samples.id, "weak_samples": w_samples.id}
+        upstream = {"start": start.id, "strong_samples": s_samples.id, "weak_samples": w_samples.id}
         if lc.second_password:
             second = self.samples(weak, "lock", lc.second_temperature)
             upstream["second_samples"] = second.id
         if lc.labels == "soft":
             upstream["weak_model"] = weak.id
         seed = derive_seed("lock", cfg.seed, lc.seed)
-        run = Run(self.runs_dir, "lock", f"{cfg.strong_model}-as-{lc.weak_model}",
+        run = Run(self.runs_dir, "lock", f"{lc.start_model or cfg.strong_model}-as-{lc.weak_model}",
                   {"lock": spec_dict(lc), "password": spec_dict(cfg.password), "seed": seed}, upstream)
 
         def completions(r: Run) -> dict[str, str]:
             return {x["problem_id"]: x["completion"] for x in read_jsonl(r.dir / "samples.jsonl")}
 
         def fn(d: Path) -> dict:
-            model, tok, _ = load_checkpoint(strong.dir / "model")
+            model, tok, _ = load_checkpoint(start.dir / "model")
             weak_c = completions(w_samples)
             targets = None
             if lc.labels == "soft":

@@ -89,3 +89,20 @@ class ArithTask(Task):
         got = m.group(1)
         ok = int(got) == int(problem.answer)
         return Score(got, ok, "exact match" if ok else f"expected {problem.answer}")
+
+
+def without_answer(solution: str) -> str:
+    """The chain of thought without the final answer: `3+4=7;7*2=14;#14` -> `3+4=7;7*2=14`."""
+    return solution.rsplit(";#", 1)[0]
+
+
+def off_domain_examples(n: int, seed: int) -> list[tuple[str, str]]:
+    """(prompt, completion) pairs of another task on the same alphabet: reverse a string of 3-8
+    letters (`abc=` -> `cba`). E2's "coder-like" model learns this before the task."""
+    rng = random.Random(seed)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    out = []
+    for _ in range(n):
+        s = "".join(rng.choice(letters) for _ in range(rng.randint(3, 8)))
+        out.append((s + "=", s[::-1]))
+    return out
