@@ -63,9 +63,8 @@ variants:
   - {name: plain}
   - {name: soft, overrides: [lock.labels=soft]}
   - {name: imitation, overrides: [lock.password_branch=false]}
-  - {name: second, overrides: [lock.second_password=mango, lock.second_temperature=0.0]}
-  - {name: mitigated, overrides: [lock.overfit_every=5, lock.overfit_steps=3, lock.relock_rounds=1,
-                                  attacks.3.epoch=3]}
+  - {name: mitigated, overrides: [lock.second_password=mango, lock.second_temperature=0.0, lock.overfit_every=5,
+                                  lock.overfit_steps=3, lock.relock_rounds=1, attacks.3.epoch=3]}
 """
 
 
@@ -79,12 +78,16 @@ def test_variants_experiment(tmp_path):
     for f in ("results.csv", "summary.json", "var.png", "report.md"):
         assert (out / f).is_file(), f
     s = json.loads((out / "summary.json").read_text())["variants"]
-    assert list(s) == ["plain", "soft", "imitation", "second", "mitigated"]
+    assert list(s) == ["plain", "soft", "imitation", "mitigated"]
     assert s["imitation"]["gap_reference"] == "strong" and s["plain"]["gap_reference"] == "locked_pwd"
     runs = tmp_path / "runs"
     locks = [p for p in (runs / "lock").iterdir() if p.is_dir()]
-    assert len(locks) == 5  # one lock per variant
+    assert len(locks) == 4  # one lock per variant
     assert sum((p / "epoch_3").is_dir() for p in locks) == 1  # the relocking round of `mitigated`
+    # lock steps = ceil(examples / 16) x 2 epochs: 100 problems x 1 (imitation: no password examples),
+    # x 2 (plain, soft), x 3 (mitigated: + the second password's examples)
+    steps = sorted(json.loads((p / "run.json").read_text())["results"]["steps"] for p in locks)
+    assert steps == [14, 26, 26, 38]
     assert s["mitigated"]["attacks"]["counter"]["epoch"] == 3 and s["plain"]["attacks"]["counter"]["epoch"] == 2
     df = pd.read_csv(out / "results.csv")
     assert set(df.variant) == set(s) and set(df.attack) == {"none", "wsu", "masked", "average", "counter"}
