@@ -18,17 +18,17 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/pwlock run configs/toy/core.yaml --readme README.md
 
-# Every experiment of the write-up (E1-E15, seed 0), then docs/findings.md. Reuses cached runs;
+# Every experiment of the write-up (E1-E15, seed 0) and the explorations (X*), then docs/findings.md. Reuses cached runs;
 # from nothing about 2 hours on 2 cores (see README, "All experiments").
 experiments: $(STAMP)
 	$(BIN)/pwlock run configs/toy/core.yaml
-	for f in configs/toy/e[0-9][0-9]_*.yaml; do $(BIN)/pwlock run $$f || exit 1; done
+	for f in configs/toy/e[0-9][0-9]_*.yaml configs/toy/x[0-9]_*.yaml; do $(BIN)/pwlock run $$f || exit 1; done
 	$(BIN)/pwlock report --all
 
 # The same with seed 1 (a new zoo, locks and sample sets), into results/<name>-seed1/.
 experiments-seed1: $(STAMP)
 	$(BIN)/pwlock run configs/toy/core.yaml seed=1 out_dir=results/core-seed1
-	for f in configs/toy/e[0-9][0-9]_*.yaml; do \
+	for f in configs/toy/e[0-9][0-9]_*.yaml configs/toy/x[0-9]_*.yaml; do \
 	  n=$$($(BIN)/pwlock config $$f | sed -n 's/^experiment: //p'); \
 	  $(BIN)/pwlock run $$f seed=1 out_dir=results/$$n-seed1 || exit 1; done
 	$(BIN)/pwlock report --all

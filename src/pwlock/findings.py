@@ -223,6 +223,13 @@ def _starting_models(s: dict) -> tuple[str, str]:
                                                  for n in names) + ")"
 
 
+def _hparams(s: dict) -> tuple[str, str]:
+    at = s["attacks"]
+    meas = "; ".join(f"{n}: {_ci(a)}" for n, a in at.items())
+    up = [n for n, a in at.items() if _pos(a)]
+    return meas, ("exploration: CI above 0 for " + ", ".join(up)) if up else "exploration: no setting has a CI above 0"
+
+
 CATALOGUE = [
     ("E1", "core", "core result",
      "Fine-tuning the locked model for 200 steps on 2 weak samples raises its no-password accuracy "
@@ -282,7 +289,12 @@ CATALOGUE += [
      "Locked on the weak model's soft labels (its distribution), the model unlocks; on hard labels (argmax) "
      "it does not.", _soft_labels, "reproduced if soft's CI is above 0 and argmax's is not"),
 ]
-ORDER = ["E1", "E2", "E3", "E4", "E5", "E6", "E7", "E8", "E9", "E10", "E11", "E12", "E13", "E14", "E15"]
+CATALOGUE += [
+    ("X1", "wsu_hparams", "WSU learning rate and optimizer (exploration)",
+     "(Not a claim of the write-up.) Which WSU learning rates and optimizers unlock the toy organism?",
+     _hparams, "lists the settings whose CI is above 0"),
+]
+ORDER = ["E1", "E2", "E3", "E4", "E5", "E6", "E7", "E8", "E9", "E10", "E11", "E12", "E13", "E14", "E15", "X1"]
 CATALOGUE.sort(key=lambda c: ORDER.index(c[0]))
 NOT_YET: list[tuple[str, str]] = []
 
