@@ -1,7 +1,8 @@
 """Expand an experiment config into runs and execute them (E1: the core result).
 
 Stages (each a cached run, see `runs.py`):
-  zoo      train the strong and weak models from scratch on the pretrain split
+  zoo      train the strong and weak models from scratch on the pretrain split (toy models), or
+           record a pretrained model's local path and a fingerprint of its files (`zoo[i].path`)
   samples  strong (greedy) and weak (temperature) completions on the lock / elicit splits
   lock     password-lock the strong model, a checkpoint per epoch
   eval     greedy accuracy of a checkpoint, with or without password
@@ -17,17 +18,20 @@ import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from functools import partial
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from pwlock.config import EvalConfig, ExperimentConfig, WSUConfig, spec_dict
+from pwlock import hf
+from pwlock.config import PROMPT_FORMATS, EvalConfig, ExperimentConfig, WSUConfig, spec_dict
 from pwlock.elicit import attacks
-from pwlock.elicit.wsu import pick_samples, wsu_stacked
+from pwlock.elicit.wsu import pick_samples, wsu_examples, wsu_stacked
 from pwlock.evaluate import evaluate
 from pwlock.lock import check_passwords, lock_mixture, run_lock
 from pwlock.models import build_model, load_checkpoint, n_params, save_checkpoint
+from pwlock.prompting import for_model
 from pwlock.runs import Run, load_results
 from pwlock.sampling import generate
 from pwlock.tasks import get_task
@@ -58,6 +62,39 @@ def log(msg: str) -> None:
     tqdm.write(f"[pwlock {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr)
 
 
+def resolve_model_dtype(m, device) -> torch.dtype:
+    return hf.resolve_dtype(m.dtype, device)
+
+
+def prompt_format(m) -> str:
+    """`auto`: chat for a model from a path (its chat template, else User:/Assistant: turns), raw
+    for a toy model (the character tokenizer reads the task prompt as is)."""
+    return m.prompt_format if m.prompt_format != "auto" else ("chat" if m.path else "raw")
+
+
+def path_spec(m, device) -> dict:
+    """The run key of a path model: where it is and how it is loaded and prompted (the dtype as
+    resolved on this device: bf16 on CUDA and fp32 on CPU give different numbers)."""
+    dtype = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}[resolve_model_dtype(m, device)]
+    return {"path": os.path.abspath(os.path.expanduser(m.path)), "gguf_file": m.gguf_file, "dtype": dtype,
+            "trust_remote_code": m.trust_remote_code, "prompt_format": prompt_format(m)}
+
+
+def check_zoo_model(m) -> None:
+    """Options that do not fit together, each a ValueError naming the zoo entry."""
+    if m.prompt_format not in PROMPT_FORMATS:
+        raise ValueError(f"zoo model {m.name!r}: prompt_format must be one of {', '.join(PROMPT_FORMATS)}, "
+                         f"got {m.prompt_format!r}")
+    if m.dtype != "auto" and m.dtype not in hf.DTYPES:
+        raise ValueError(f"zoo model {m.name!r}: dtype must be auto, bf16, fp16 or fp32, got {m.dtype!r}")
+    if not m.path:
+        extra = [k for k, v in (("gguf_file", m.gguf_file), ("dtype", m.dtype != "auto"),
+                                ("trust_remote_code", m.trust_remote_code), ("prompt_format", m.prompt_format == "chat"))
+                 if v]
+        if extra:
+            raise ValueError(f"zoo model {m.name!r}: {', '.join(extra)} only apply to a model loaded from `path`")
+
+
 class Pipeline:
     """The stages of an experiment, each returning a finished (possibly reused) `Run`."""
 
@@ -70,10 +107,9 @@ class Pipeline:
         self.task.password_position = cfg.password.position
         self.splits = self.task.splits()
         for name, probs in self.splits.items():
-            if not probs:
+            if not probs and not (name == "pretrain" and all(m.path for m in cfg.zoo)):  # nothing to train
                 raise ValueError(f"task split {name!r} is empty; check task.n_{name}")
         self.by_id = {p.id: p for probs in self.splits.values() for p in probs}
-        self.tok = char_tokenizer(self.task.alphabet)
         self.runs_dir = Path(cfg.runs_dir)
         self.task_spec = spec_dict(cfg.task)
         check_passwords(cfg.password)
@@ -83,6 +119,62 @@ class Pipeline:
         for role, name in (("strong_model", cfg.strong_model), ("lock.weak_model", cfg.lock.weak_model)):
             if name not in self.zoo_cfg:
                 raise ValueError(f"{role}={name!r} is not a zoo model; zoo: {sorted(self.zoo_cfg)}")
+        for m in cfg.zoo:
+            check_zoo_model(m)
+        self.device = hf.resolve_device(cfg.device)
+        if cfg.wsu.max_stack < 0:
+            raise ValueError(f"wsu.max_stack must be >= 0 (0 = all seeds together), got {cfg.wsu.max_stack}")
+        # Toy models (trained here) share one character tokenizer; path models bring their own.
+        self.tok = None
+        if any(not m.path for m in cfg.zoo):
+            if not hasattr(self.task, "alphabet"):
+                toy = [m.name for m in cfg.zoo if not m.path]
+                raise ValueError(f"zoo models {toy} have no `path`: models trained here need a task with a "
+                                 f"character alphabet (arith), not {cfg.task.name!r}; give them a path")
+            self.tok = char_tokenizer(self.task.alphabet)
+        self._fingerprints: dict[str, dict] = {}
+
+    @property
+    def has_path_models(self) -> bool:
+        return any(m.path for m in self.cfg.zoo)
+
+    # -- models ------------------------------------------------------------------------------------
+    def model_cfg(self, run: Run):
+        """The zoo entry behind a run's model: the zoo model itself, or the strong model for a lock."""
+        return self.zoo_cfg[run.name] if run.stage == "zoo" else self.zoo_cfg[self.cfg.strong_model]
+
+    def fingerprint(self, name: str) -> dict:
+        m = self.zoo_cfg[name]
+        if name not in self._fingerprints:
+            self._fingerprints[name] = hf.fingerprint(m.path, m.gguf_file or None)
+        return self._fingerprints[name]
+
+    def load(self, run: Run, ckpt: str = "model"):
+        """`(model, tokenizer)` of checkpoint `ckpt` of a zoo or lock run, on the pipeline's device."""
+        m = self.model_cfg(run)
+        if not m.path:  # a toy model: a pwlock checkpoint in fp32
+            model, tok, _ = load_checkpoint(run.dir / ckpt)
+            return model.to(self.device), tok
+        dtype = resolve_model_dtype(m, self.device)
+        if run.stage == "zoo":
+            if self.fingerprint(m.name) != run.spec["fingerprint"]:
+                raise ValueError(f"the files of zoo model {m.name!r} at {m.path} changed while pwlock ran")
+            return hf.load_model(m.path, gguf_file=m.gguf_file or None, dtype=dtype, device=self.device,
+                                 trust_remote_code=m.trust_remote_code)
+        return hf.load_model(run.dir / ckpt, dtype=dtype, device=self.device, trust_remote_code=m.trust_remote_code)
+
+    def task_for(self, run: Run, tokenizer):
+        """The task as the model of `run` sees it (its chat template for path models, see
+        `pwlock.prompting.for_model`); toy models get the task itself, unchanged."""
+        return for_model(self.task, tokenizer, prompt_format(self.model_cfg(run)))
+
+    def for_training(self, model, run: Run):
+        """`cfg.gradient_checkpointing` for a path model about to be trained (not under vmap:
+        stacked WSU recomputes nothing)."""
+        if self.cfg.gradient_checkpointing and self.model_cfg(run).path:
+            model.gradient_checkpointing_enable()
+            model.config.use_cache = False  # a KV cache is useless while recomputing activations
+        return model
 
     # -- zoo ------------------------------------------------------------------------------------
     def is_done(self, method: str, *args) -> bool:
@@ -92,6 +184,9 @@ class Pipeline:
 
     def zoo_run(self, name: str) -> Run:
         m = self.zoo_cfg[name]
+        if m.path:
+            return Run(self.runs_dir, "zoo", name, {"model": path_spec(m, self.device),
+                                                    "fingerprint": self.fingerprint(name)})
         return Run(self.runs_dir, "zoo", name, {"task": self.task_spec, "model": spec_dict(m),
                                                 "seed": derive_seed("zoo", self.cfg.seed, m.seed),
                                                 "n_valid": N_VALID, "max_new_tokens": self.cfg.eval.max_new_tokens})
@@ -99,11 +194,20 @@ class Pipeline:
     def zoo(self, name: str) -> Run:
         m = self.zoo_cfg[name]
         run = self.zoo_run(name)
+        if m.path:
+            def record(d: Path) -> dict:  # nothing to train: the run records what will be loaded
+                config = hf.model_config(m.path, m.gguf_file or None, trust_remote_code=m.trust_remote_code)
+                return {"path": str(m.path), "gguf_file": m.gguf_file, "fingerprint": run.spec["fingerprint"],
+                        "n_params": hf.count_params(config, trust_remote_code=m.trust_remote_code),
+                        "model_type": config.model_type}
+
+            run.compute(record, log)
+            return run
         seed = run.spec["seed"]
 
         def fn(d: Path) -> dict:
             seed_everything(seed)
-            model = build_model(m.arch, self.tok, seed)
+            model = build_model(m.arch, self.tok, seed).to(self.device)
             log(f"training zoo model {name} ({n_params(model) / 1e6:.2f} M parameters)")
             pre = self.splits["pretrain"]
             valid, train_set = pre[:N_VALID], pre[N_VALID:]
@@ -128,24 +232,29 @@ class Pipeline:
         return run
 
     # -- samples ---------------------------------------------------------------------------------
-    def samples(self, model_run: Run, split: str, temperature: float) -> Run:
+    def samples_run(self, model_run: Run, split: str, temperature: float) -> Run:
         seed = derive_seed("samples", self.cfg.seed, split, temperature)
         spec = {"split": split, "temperature": temperature, "seed": seed, "task": self.task_spec,
                 "max_new_tokens": self.cfg.eval.max_new_tokens}
         if temperature > 0 and self.cfg.eval.batch_size != DEFAULT_EVAL_BATCH:
             # one random generator walks the batches: sampled text depends on the batch size
             spec["batch_size"] = self.cfg.eval.batch_size
-        run = Run(self.runs_dir, "samples", f"{model_run.name}-{split}", spec, {"model": model_run.id})
+        return Run(self.runs_dir, "samples", f"{model_run.name}-{split}", spec, {"model": model_run.id})
+
+    def samples(self, model_run: Run, split: str, temperature: float) -> Run:
+        run = self.samples_run(model_run, split, temperature)
+        seed = run.spec["seed"]
 
         def fn(d: Path) -> dict:
-            model, tok, _ = load_checkpoint(model_run.dir / "model")
+            model, tok = self.load(model_run)
+            task = self.task_for(model_run, tok)
             probs = self.splits[split]
-            prompts = [self.task.prompt(p, None) for p in probs]
+            prompts = [task.prompt(p, None) for p in probs]
             comps = generate(model, tok, prompts, max_new_tokens=self.cfg.eval.max_new_tokens,
                              temperature=temperature, seed=seed, batch_size=self.cfg.eval.batch_size,
                              desc=f"sampling {model_run.name} on {split}")
             rows = [{"problem_id": p.id, "prompt": pr, "completion": c,
-                     "correct": self.task.score(p, c).correct, "model": model_run.id,
+                     "correct": task.score(p, c).correct, "model": model_run.id,
                      "temperature": temperature, "seed": seed}
                     for p, pr, c in zip(probs, prompts, comps)]
             write_jsonl(d / "samples.jsonl", rows)
@@ -155,22 +264,30 @@ class Pipeline:
         return run
 
     # -- lock ------------------------------------------------------------------------------------
+    def lock_run(self, strong: Run, s_samples: Run, w_samples: Run) -> Run:
+        cfg = self.cfg
+        return Run(self.runs_dir, "lock", f"{cfg.strong_model}-as-{cfg.lock.weak_model}",
+                   {"lock": spec_dict(cfg.lock), "password": spec_dict(cfg.password),
+                    "seed": derive_seed("lock", cfg.seed, cfg.lock.seed)},
+                   {"start": strong.id, "strong_samples": s_samples.id, "weak_samples": w_samples.id})
+
     def lock(self) -> Run:
         cfg = self.cfg
         strong = self.zoo(cfg.strong_model)
         weak = self.zoo(cfg.lock.weak_model)
         s_samples = self.samples(strong, "lock", 0.0)
         w_samples = self.samples(weak, "lock", cfg.lock.weak_temperature)
-        seed = derive_seed("lock", cfg.seed, cfg.lock.seed)
-        run = Run(self.runs_dir, "lock", f"{cfg.strong_model}-as-{cfg.lock.weak_model}",
-                  {"lock": spec_dict(cfg.lock), "password": spec_dict(cfg.password), "seed": seed},
-                  {"start": strong.id, "strong_samples": s_samples.id, "weak_samples": w_samples.id})
+        run = self.lock_run(strong, s_samples, w_samples)
+        seed = run.spec["seed"]
 
         def fn(d: Path) -> dict:
-            model, tok, _ = load_checkpoint(strong.dir / "model")
+            model, tok = self.load(strong)
+            self.for_training(model, strong)
             strong_c = {r["problem_id"]: r["completion"] for r in read_jsonl(s_samples.dir / "samples.jsonl")}
             weak_c = {r["problem_id"]: r["completion"] for r in read_jsonl(w_samples.dir / "samples.jsonl")}
-            examples = lock_mixture(self.task, self.splits["lock"], strong_c, weak_c, cfg.password, seed)
+            # the strong model's prompt format (its chat template) around the weak model's text
+            examples = lock_mixture(self.task_for(strong, tok), self.splits["lock"], strong_c, weak_c,
+                                    cfg.password, seed)
             log(f"locking for {cfg.lock.epochs} epochs on {len(examples)} examples")
             losses = run_lock(model, tok, examples, cfg.lock, seed, d)
             atomic_write_text(d / "losses.json", json.dumps(losses))
@@ -191,9 +308,10 @@ class Pipeline:
         run = self.eval_run(model_run, ckpt, with_password)
 
         def fn(d: Path) -> dict:
-            model, tok, _ = load_checkpoint(model_run.dir / ckpt)
+            model, tok = self.load(model_run, ckpt)
             pw = self.cfg.password.password if with_password else None
-            return evaluate(model, tok, self.task, self.splits["test"], pw, self.cfg.eval, d / "records.jsonl")
+            return evaluate(model, tok, self.task_for(model_run, tok), self.splits["test"], pw, self.cfg.eval,
+                            d / "records.jsonl")
 
         return run.compute(fn)
 
@@ -213,34 +331,49 @@ class Pipeline:
 
     def wsu_group(self, lock_run: Run, epoch: int, weak_elicit: Run) -> list[dict]:
         """WSU of one lock checkpoint with every seed: the seeds train together (one stacked
-        model, `pwlock.stacked`), then each is evaluated into its own run directory.
+        model, `pwlock.stacked`; at most `wsu.max_stack` at a time), then each is evaluated into its
+        own run directory. With `wsu.max_stack: 1` each seed trains alone with `pwlock.train.train`
+        on the model itself (a 7B model has no room for stacked copies).
 
-        The group is always trained whole, even when some of its runs are already finished (after
+        A stack is always trained whole, even when some of its runs are already finished (after
         an interruption), so a run's numbers never depend on what else was cached.
         """
         wc = self.cfg.wsu
         runs = [self.wsu_run(lock_run, epoch, s, weak_elicit) for s in range(wc.seeds)]
         if all(r.done for r in runs):
             return [load_results(r) for r in runs]
-        model, tok, _ = load_checkpoint(lock_run.dir / f"epoch_{epoch}")
+        ckpt = f"epoch_{epoch}"
         pool = read_jsonl(weak_elicit.dir / "samples.jsonl")
-        chosen = [pick_samples(pool, wc.n_samples, r.spec["seed"]) for r in runs]
-        t0 = time.time()
-        finals, losses = wsu_stacked(model, tok, self.task, chosen, self.by_id, wc)
-        train_s = round(time.time() - t0, 3)
-        out = []
-        for r, c, weights, loss in zip(runs, chosen, finals, losses):
-            def fn(d: Path, c=c, weights=weights, loss=loss) -> dict:
-                _load_trained(model, weights)
-                res = evaluate(model, tok, self.task, self.splits["test"], None, self.cfg.eval,
-                               d / "records.jsonl")
-                write_jsonl(d / "train_samples.jsonl", c)
-                atomic_write_text(d / "losses.json", json.dumps(loss))
-                return {**res, "samples": [x["problem_id"] for x in c], "final_loss": loss[-1],
-                        "group_train_seconds": train_s, "group_size": len(runs)}
+        size = wc.max_stack or len(runs)
+        for start in range(0, len(runs), size):
+            stack = runs[start:start + size]
+            if all(r.done for r in stack):
+                continue
+            model, tok = self.load(lock_run, ckpt)
+            task = self.task_for(lock_run, tok)
+            chosen = [pick_samples(pool, wc.n_samples, r.spec["seed"]) for r in stack]
+            t0 = time.time()
+            if wc.max_stack == 1:
+                self.for_training(model, lock_run)
+                finals = None
+                losses = [train(model, tok, wsu_examples(task, chosen[0], self.by_id), steps=wc.steps,
+                                batch_size=wc.n_samples, lr=wc.lr, optimizer=wc.optimizer, loss=wc.loss,
+                                seed=stack[0].spec["seed"], grad_clip=0.0, desc="wsu", progress=False)]
+                model.eval()
+            else:
+                finals, losses = wsu_stacked(model, tok, task, chosen, self.by_id, wc)
+            info = {"group_train_seconds": round(time.time() - t0, 3), "group_size": len(stack)}
+            for i, r in enumerate(stack):
+                if finals is not None:
+                    _load_trained(model, finals[i])
+                r.compute(partial(self._evaluate_wsu, model, tok, task, chosen[i], losses[i], info))
+        return [load_results(r) for r in runs]
 
-            out.append(r.compute(fn))
-        return out
+    def _evaluate_wsu(self, model, tok, task, samples: list[dict], losses: list[float], info: dict, d: Path) -> dict:
+        res = evaluate(model, tok, task, self.splits["test"], None, self.cfg.eval, d / "records.jsonl")
+        write_jsonl(d / "train_samples.jsonl", samples)
+        atomic_write_text(d / "losses.json", json.dumps(losses))
+        return {**res, "samples": [x["problem_id"] for x in samples], "final_loss": losses[-1], **info}
 
 
     # -- attacks (E3-E6, E15: other elicitation attacks and controls on one lock checkpoint) -----
@@ -273,29 +406,30 @@ class Pipeline:
         runs = [self.attack_run(lock_run, a, s, sources) for s in range(attacks.n_seeds(a))]
         if all(r.done for r in runs):
             return [load_results(r) for r in runs]
-        ckpt = lock_run.dir / f"epoch_{self.attack_epoch(a)}"
-        model, tok, _ = load_checkpoint(ckpt)
+        ckpt = f"epoch_{self.attack_epoch(a)}"
+        model, tok = self.load(lock_run, ckpt)
+        task = self.task_for(lock_run, tok)
         src = {"wsu": "weak", "varied": "weak", "demos": "strong"}.get(a.kind)
         pool = read_jsonl(sources[src].dir / "samples.jsonl") if src else []
         finals = None
         if a.kind in attacks.TRAINED_TOGETHER:
             chosen = [pick_samples(pool, a.n_samples, r.spec["seed"]) for r in runs]
-            finals, losses = wsu_stacked(model, tok, self.task, chosen, self.by_id, a)
+            finals, losses = wsu_stacked(model, tok, task, chosen, self.by_id, a)
         out = []
         for i, r in enumerate(runs):
             def fn(d: Path, i=i, r=r) -> dict:
-                m, _, _ = load_checkpoint(ckpt)
+                m, _ = self.load(lock_run, ckpt)
                 extra = {}
                 if finals is not None:
                     _load_trained(m, finals[i])
                     write_jsonl(d / "train_samples.jsonl", chosen[i])
                     extra = {"final_loss": losses[i][-1], "samples": [c["problem_id"] for c in chosen[i]]}
                 elif a.kind == "varied":
-                    loss = attacks.varied(m, tok, self.task, pool, self.by_id, a, r.spec["seed"])
+                    loss = attacks.varied(m, tok, task, pool, self.by_id, a, r.spec["seed"])
                     extra = {"final_loss": loss[-1]}
                 else:
                     attacks.perturb(m, a, r.spec["seed"])
-                res = evaluate(m, tok, self.task, self.splits["test"], None, self.cfg.eval, d / "records.jsonl")
+                res = evaluate(m, tok, task, self.splits["test"], None, self.cfg.eval, d / "records.jsonl")
                 return {**res, **extra}
 
             out.append(r.compute(fn))
@@ -322,7 +456,8 @@ def _call(job: tuple[str, tuple]):
 
 def run_jobs(p: Pipeline, method: str, arglist: list[tuple], desc: str) -> list:
     """Run `p.<method>(*args)` for each args; in worker processes when that helps."""
-    workers = p.cfg.workers or os.cpu_count() or 1
+    # Path models run in this process: each worker would load its own copy (and its own CUDA context).
+    workers = p.cfg.workers or (1 if p.has_path_models else os.cpu_count() or 1)
     todo = [a for a in arglist if not p.is_done(method, *a)]
     if workers <= 1 or len(todo) < 2:
         # One thread, as in the workers: a job's numbers do not depend on where it ran (this

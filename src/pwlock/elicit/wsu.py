@@ -20,13 +20,17 @@ def pick_samples(weak_elicit: list[dict], n: int, seed: int) -> list[dict]:
     return random.Random(seed).sample(weak_elicit, n)
 
 
+def wsu_examples(task, samples: list[dict], problems_by_id: dict) -> list[Example]:
+    """The training examples of one WSU run: the problem without password -> the weak sample."""
+    return [Example(task.prompt(problems_by_id[s["problem_id"]], None), s["completion"]) for s in samples]
+
+
 def wsu_stacked(model, tokenizer, task, sample_sets: list[list[dict]], problems_by_id: dict, wsu_cfg):
     """WSU with several sample sets at once (one run per set, trained together; `model` unchanged).
 
     Returns each run's final parameters and per-step losses (see `pwlock.stacked.train_stacked`).
     """
-    example_sets = [[Example(task.prompt(problems_by_id[s["problem_id"]], None), s["completion"]) for s in samples]
-                    for samples in sample_sets]
+    example_sets = [wsu_examples(task, samples, problems_by_id) for samples in sample_sets]
     return train_stacked(model, tokenizer, example_sets, steps=wsu_cfg.steps, lr=wsu_cfg.lr,
                          optimizer=wsu_cfg.optimizer, loss=wsu_cfg.loss,
                          weight_decay=getattr(wsu_cfg, "weight_decay", 0.0))
