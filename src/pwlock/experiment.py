@@ -2,7 +2,8 @@
 
 Stages (each a cached run, see `runs.py`):
   zoo      train the strong and weak models from scratch on the pretrain split (toy models), or
-           record a pretrained model's local path and a fingerprint of its files (`zoo[i].path`)
+           record a pretrained model's local path and a fingerprint of its files (`zoo[i].path`; a
+           GGUF file is dequantized once into a checkpoint in the run)
   samples  strong (greedy) and weak (temperature) completions on the lock / elicit splits
   lock     password-lock the strong model, a checkpoint per epoch
   eval     greedy accuracy of a checkpoint, with or without password
@@ -70,6 +71,10 @@ def prompt_format(m) -> str:
     """`auto`: chat for a model from a path (its chat template, else User:/Assistant: turns), raw
     for a toy model (the character tokenizer reads the task prompt as is)."""
     return m.prompt_format if m.prompt_format != "auto" else ("chat" if m.path else "raw")
+
+
+def is_gguf(m) -> bool:
+    return hf.split_gguf(m.path, m.gguf_file or None)[1] is not None
 
 
 def path_spec(m, device) -> dict:
@@ -156,11 +161,12 @@ class Pipeline:
             model, tok, _ = load_checkpoint(run.dir / ckpt)
             return model.to(self.device), tok
         dtype = resolve_model_dtype(m, self.device)
-        if run.stage == "zoo":
-            if self.fingerprint(m.name) != run.spec["fingerprint"]:
-                raise ValueError(f"the files of zoo model {m.name!r} at {m.path} changed while pwlock ran")
-            return hf.load_model(m.path, gguf_file=m.gguf_file or None, dtype=dtype, device=self.device,
-                                 trust_remote_code=m.trust_remote_code)
+        if run.stage == "zoo" and not is_gguf(m):
+            if hf.fingerprint(m.path, m.gguf_file or None) != run.spec["fingerprint"]:
+                raise ValueError(f"the files of zoo model {m.name!r} at {m.path} changed since run {run.id} "
+                                 "recorded them; run again to pick up the new files")
+            return hf.load_model(m.path, dtype=dtype, device=self.device, trust_remote_code=m.trust_remote_code)
+        # a lock checkpoint, or the checkpoint a GGUF model was converted to by its zoo run
         return hf.load_model(run.dir / ckpt, dtype=dtype, device=self.device, trust_remote_code=m.trust_remote_code)
 
     def task_for(self, run: Run, tokenizer):
@@ -195,8 +201,15 @@ class Pipeline:
         m = self.zoo_cfg[name]
         run = self.zoo_run(name)
         if m.path:
-            def record(d: Path) -> dict:  # nothing to train: the run records what will be loaded
+            def record(d: Path) -> dict:
+                # Nothing to train: the run records what later stages load. A GGUF file is
+                # dequantized once (slow: ~40 s for 135 M parameters) into a checkpoint here.
                 config = hf.model_config(m.path, m.gguf_file or None, trust_remote_code=m.trust_remote_code)
+                if is_gguf(m):
+                    model, tok = hf.load_pretrained(m.path, gguf_file=m.gguf_file or None, device="cpu",
+                                                    dtype=resolve_model_dtype(m, self.device))
+                    save_checkpoint(model, tok, d / "model", {"zoo": name, "gguf": str(m.path),
+                                                              "fingerprint": run.spec["fingerprint"]})
                 return {"path": str(m.path), "gguf_file": m.gguf_file, "fingerprint": run.spec["fingerprint"],
                         "n_params": hf.count_params(config, trust_remote_code=m.trust_remote_code),
                         "model_type": config.model_type}

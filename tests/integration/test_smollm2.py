@@ -2,7 +2,8 @@
 package, rebuilt as a plain model, saved and reloaded as a pwlock checkpoint, prompted through
 its chat template, and trained for two steps on two MATH fixture problems.
 
-Slow: ~2 min on 2 CPU cores (the GGUF loads in ~40 s, a training step takes 10-25 s)."""
+Slow: ~2 min on 2 CPU cores (the GGUF loads in ~40 s, a training step takes 10-25 s), plus the micro
+E1 of configs/math/micro-smollm2.yaml through `pwlock run` (~4 min)."""
 
 import importlib.util
 from pathlib import Path
@@ -72,3 +73,50 @@ def test_a_few_training_steps_on_math(smollm2):
     assert losses[-1] < losses[0]  # the same batch twice
     changed = sum(not torch.equal(before[k], v) for k, v in model.named_parameters())
     assert changed == len(before)
+
+
+def test_micro_e1_through_pwlock_run(tmp_path, smollm2):
+    """configs/math/micro-smollm2.yaml through `pwlock run`: the same Pipeline as the toy, with
+    SmolLM2 from its GGUF file as strong and weak model (~4 min on 2 CPU cores)."""
+    import json
+    import time
+
+    import pandas as pd
+    from safetensors import safe_open
+
+    from pwlock.cli import main
+
+    root = Path(__file__).resolve().parents[2]
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    argv = ["run", str(root / "configs/math/micro-smollm2.yaml"), f"zoo.0.path={smollm2_gguf_path()}",
+            f"task.data_dir={FIXTURES / 'math'}", f"runs_dir={runs}", f"out_dir={out}"]
+    assert main([*argv, "--dry-run"]) == 0
+    t0 = time.time()
+    assert main(argv) == 0
+    print(f"micro E1 on SmolLM2: {time.time() - t0:.0f} s")
+    df = pd.read_csv(out / "results.csv")
+    assert (df.n_test == 6).all() and len(df[df.attack == "wsu"]) == 2
+    assert set(df[df.attack == "none"].password) == {True, False}
+    assert json.loads((out / "summary.json").read_text())["1"]["acc_locked_pwd"] >= 0
+    info = lambda stage: [json.loads(p.read_text()) for p in (runs / stage).glob("*/run.json")]  # noqa: E731
+    (zoo,) = info("zoo")
+    zoo_dir = runs / "zoo" / f"{zoo['name']}-{zoo['key']}"
+    assert (zoo_dir / "model" / "pwlock.json").is_file()  # the GGUF, dequantized once
+    assert 130e6 < zoo["results"]["n_params"] < 140e6
+    # prompts through SmolLM2's chat template, password at the start and the end
+    ev = next(i for i in info("eval") if i["name"].endswith("epoch_1-pwd"))
+    rec = json.loads((runs / "eval" / f"{ev['name']}-{ev['key']}" / "records.jsonl").read_text().splitlines()[0])
+    assert rec["prompt"].startswith("<|im_start|>system\n") and rec["prompt"].endswith("<|im_start|>assistant\n")
+    assert rec["prompt"].count("This problem is quite special, read it carefully!") == 2
+    # the lock trained the model: its checkpoint differs from the converted start
+    (lock,) = info("lock")
+    name = "model.layers.3.mlp.down_proj.weight"
+    with safe_open(str(runs / "lock" / f"{lock['name']}-{lock['key']}" / "epoch_1" / "model.safetensors"), "pt") as f:
+        after = f.get_tensor(name)
+    with safe_open(str(zoo_dir / "model" / "model.safetensors"), "pt") as f:
+        assert not torch.equal(after, f.get_tensor(name))
+    # stacked WSU (vmap over functional_call, eager attention) on a Llama-family HF model
+    wsu = info("wsu")
+    assert len(wsu) == 2 and all(i["results"]["group_size"] == 2 for i in wsu)
+    assert all(len(json.loads((runs / "wsu" / f"{i['name']}-{i['key']}" / "losses.json").read_text())) == 4
+               for i in wsu)

@@ -142,3 +142,39 @@ def test_meta_parameter_count_matches_the_real_model(hf_dir):
     model, _ = hf.load_pretrained(hf_dir, device="cpu")
     assert n == sum(p.numel() for p in model.parameters())
     assert all(p.device.type == "cpu" for p in model.parameters()) and torch.get_default_device().type == "cpu"
+
+
+@pytest.mark.parametrize("name", ["core", "mc", "micro-smollm2"])
+def test_shipped_real_configs_fail_clearly_on_placeholder_paths(capsys, name):
+    code = main(["run", str(ROOT / f"configs/math/{name}.yaml"), "--dry-run"])
+    err = capsys.readouterr().err
+    assert code == 2 and "zoo model" in err and ("does not exist" in err or "GGUF file not found" in err), err
+    assert "expected a Hugging Face model directory" in err
+
+
+@pytest.mark.parametrize("name, data, sizes", [
+    ("core", MATH, ["task.n_elicit=4", "task.n_lock=8", "task.n_test=5"]),
+    ("mc", ROOT / "tests/fixtures/mc/mmlu", ["task.n_elicit=4", "task.n_lock=6"]),
+])
+def test_shipped_real_configs_validate_with_local_paths(capsys, tmp_path, hf_dir, name, data, sizes):
+    over = [f"zoo.0.path={hf_dir}", f"zoo.1.path={hf_dir}", f"task.data_dir={data}", f"runs_dir={tmp_path}", *sizes]
+    assert main(["run", str(ROOT / f"configs/math/{name}.yaml"), "--dry-run", *over]) == 0
+    out = capsys.readouterr().out
+    rows = plan_rows(out)
+    epochs = 8 if name == "core" else 4
+    assert rows["lock"] == ["1", "0", "1"] and rows["wsu"] == [str(5 * epochs), "0", str(5 * epochs)]
+    assert "1 seed(s) trained together" in out and "gradient checkpointing on" in out
+
+
+def test_core_config_with_the_smollm2_gguf(capsys, tmp_path):
+    from pwlock.hf import smollm2_gguf_path
+
+    try:
+        gguf = smollm2_gguf_path()
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    over = [f"zoo.0.path={gguf}", f"zoo.1.path={gguf}", f"task.data_dir={MATH}", f"runs_dir={tmp_path}",
+            "task.n_elicit=4", "task.n_lock=8"]
+    assert main(["run", str(ROOT / "configs/math/core.yaml"), "--dry-run", *over]) == 0
+    out = capsys.readouterr().out
+    assert "(GGUF file) ok" in out and "0.13 B parameters (hidden 576, 30 layers, vocabulary 49152)" in out
