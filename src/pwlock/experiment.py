@@ -106,6 +106,16 @@ class Pipeline:
     def __init__(self, cfg: ExperimentConfig, threads: int | None = None):
         self.cfg = cfg
         torch.set_num_threads(threads or cfg.threads or os.cpu_count() or 1)
+        self.zoo_cfg = {m.name: m for m in cfg.zoo}
+        if len(self.zoo_cfg) != len(cfg.zoo):
+            raise ValueError("zoo: two models share a name")
+        for role, name in (("strong_model", cfg.strong_model), ("lock.weak_model", cfg.lock.weak_model)):
+            if name not in self.zoo_cfg:
+                raise ValueError(f"{role}={name!r} is not a zoo model; zoo: {sorted(self.zoo_cfg)}")
+        for i, m in enumerate(cfg.zoo):
+            check_zoo_model(m)
+            if m.path:  # before any work: a missing model is named with the layout expected
+                hf.check_model_path(m.path, m.gguf_file or None, what=f"zoo model {m.name!r} (zoo.{i}.path)")
         self.task = get_task(cfg.task)
         if cfg.password.position not in ("both", "start", "end"):
             raise ValueError(f"password.position must be both, start or end, got {cfg.password.position!r}")
@@ -118,14 +128,6 @@ class Pipeline:
         self.runs_dir = Path(cfg.runs_dir)
         self.task_spec = spec_dict(cfg.task)
         check_passwords(cfg.password)
-        self.zoo_cfg = {m.name: m for m in cfg.zoo}
-        if len(self.zoo_cfg) != len(cfg.zoo):
-            raise ValueError("zoo: two models share a name")
-        for role, name in (("strong_model", cfg.strong_model), ("lock.weak_model", cfg.lock.weak_model)):
-            if name not in self.zoo_cfg:
-                raise ValueError(f"{role}={name!r} is not a zoo model; zoo: {sorted(self.zoo_cfg)}")
-        for m in cfg.zoo:
-            check_zoo_model(m)
         self.device = hf.resolve_device(cfg.device)
         if cfg.wsu.max_stack < 0:
             raise ValueError(f"wsu.max_stack must be >= 0 (0 = all seeds together), got {cfg.wsu.max_stack}")
