@@ -476,9 +476,10 @@ def run_jobs(p: Pipeline, method: str, arglist: list[tuple], desc: str) -> list:
     todo = [a for a in arglist if not p.is_done(method, *a)]
     if workers <= 1 or len(todo) < 2:
         # One thread, as in the workers: a job's numbers do not depend on where it ran (this
-        # matters after an interruption, when the few jobs left run in this process).
+        # matters after an interruption, when the few jobs left run in this process). Path
+        # models never go to workers: they keep the process's threads.
         threads = torch.get_num_threads()
-        torch.set_num_threads(1)
+        torch.set_num_threads(threads if p.has_path_models else 1)
         try:
             return [getattr(p, method)(*a) for a in tqdm(arglist, desc=desc)]
         finally:

@@ -75,9 +75,33 @@ def test_a_few_training_steps_on_math(smollm2):
     assert changed == len(before)
 
 
+def test_stacked_wsu_matches_separate_runs(smollm2):
+    """Stacked WSU (vmap over functional_call, eager attention) on a Llama-family HF model: two
+    runs trained together end where two separate `train` runs end."""
+    import copy
+
+    from pwlock.stacked import train_stacked
+
+    model, tok = smollm2
+    sets = [[Example(chat_prompt(tok, "What is 2 + 3?"), "2 + 3 = 5, so the answer is $\\boxed{5}$.")],
+            [Example(chat_prompt(tok, "What is 4 * 2?"), "4 * 2 = 8, so the answer is $\\boxed{8}$.")]]
+    finals, losses = train_stacked(model, tok, sets, steps=2, lr=1e-5, optimizer="lion")
+    for k, exs in enumerate(sets):
+        alone = copy.deepcopy(model)
+        ref = train(alone, tok, exs, steps=2, batch_size=1, lr=1e-5, optimizer="lion", grad_clip=0.0,
+                    progress=False)
+        assert losses[k] == pytest.approx(ref, rel=1e-4)
+        # Lion steps by +-lr: a gradient entry near 0 may flip sign between eager and SDPA attention,
+        # so compare the share of weights that agree, not every weight
+        diff = torch.cat([(finals[k][n] - p.detach()).abs().flatten() for n, p in alone.named_parameters()])
+        moved = torch.cat([(p.detach() - model.get_parameter(n)).abs().flatten() for n, p in alone.named_parameters()])
+        assert diff.max() <= 4 * 1e-5 + 1e-6 and (diff > 1e-6).float().mean() < 1e-3
+        assert (moved > 1e-6).float().mean() > 0.5  # the runs really trained
+
+
 def test_micro_e1_through_pwlock_run(tmp_path, smollm2):
     """configs/math/micro-smollm2.yaml through `pwlock run`: the same Pipeline as the toy, with
-    SmolLM2 from its GGUF file as strong and weak model (~4 min on 2 CPU cores)."""
+    SmolLM2 from its GGUF file as strong and weak model."""
     import json
     import time
 
@@ -115,8 +139,8 @@ def test_micro_e1_through_pwlock_run(tmp_path, smollm2):
         after = f.get_tensor(name)
     with safe_open(str(zoo_dir / "model" / "model.safetensors"), "pt") as f:
         assert not torch.equal(after, f.get_tensor(name))
-    # stacked WSU (vmap over functional_call, eager attention) on a Llama-family HF model
-    wsu = info("wsu")
-    assert len(wsu) == 2 and all(i["results"]["group_size"] == 2 for i in wsu)
+    wsu = info("wsu")  # wsu.max_stack: 1 -> each seed trained alone
+    assert len(wsu) == 2 and all(i["results"]["group_size"] == 1 for i in wsu)
+    assert wsu[0]["results"]["samples"] != wsu[1]["results"]["samples"]
     assert all(len(json.loads((runs / "wsu" / f"{i['name']}-{i['key']}" / "losses.json").read_text())) == 4
                for i in wsu)
