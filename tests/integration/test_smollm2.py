@@ -122,7 +122,9 @@ def test_micro_e1_through_pwlock_run(tmp_path, smollm2):
     assert (df.n_test == 6).all() and len(df[df.attack == "wsu"]) == 2
     assert set(df[df.attack == "none"].password) == {True, False}
     assert json.loads((out / "summary.json").read_text())["1"]["acc_locked_pwd"] >= 0
-    info = lambda stage: [json.loads(p.read_text()) for p in (runs / stage).glob("*/run.json")]  # noqa: E731
+    def info(stage: str) -> list[dict]:
+        return [json.loads(p.read_text()) for p in (runs / stage).glob("*/run.json")]
+
     (zoo,) = info("zoo")
     zoo_dir = runs / "zoo" / f"{zoo['name']}-{zoo['key']}"
     assert (zoo_dir / "model" / "pwlock.json").is_file()  # the GGUF, dequantized once
