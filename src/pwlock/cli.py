@@ -38,7 +38,12 @@ def sync_readme(readme: Path, summary: dict, results_dir: Path) -> None:
 def cmd_run(args) -> int:
     cfg = load_config(args.config, args.overrides)
     if args.dry_run:
+        from pwlock.plan import dry_run
+
         print(dump_yaml(cfg))
+        if cfg.kind not in EXPERIMENTS:
+            raise ConfigError(f"kind={cfg.kind!r}: unknown experiment kind; use one of {sorted(EXPERIMENTS)}")
+        print("\n".join(dry_run(cfg)))
         return 0
     from pwlock import experiment, report
 
@@ -85,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("run", help="run an experiment (reuses finished runs)")
     r.add_argument("config", help="YAML config, e.g. configs/toy/core.yaml")
     r.add_argument("overrides", nargs="*", help="key=value overrides, e.g. lock.epochs=12 seed=1")
-    r.add_argument("--dry-run", action="store_true", help="resolve and print the config, run nothing")
+    r.add_argument("--dry-run", action="store_true",
+                   help="resolve the config, check its paths, print the planned runs (and which are cached) and a "
+                        "memory estimate; run nothing")
     r.add_argument("--readme", default=None, help="also refresh the results block of this README")
     r.set_defaults(fn=cmd_run)
     c = sub.add_parser("config", help="print the resolved config")

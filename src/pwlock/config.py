@@ -72,6 +72,21 @@ class ZooModelConfig:
                        since="0.3")
     off_domain_steps: int = _f(0, "steps on an off-domain task (toy: reversing letter strings) before the "
                                "pretraining above (E2's coder-like model)", since="0.3")
+    # A pretrained model from local files instead of a toy model trained here (the fields above
+    # then do not apply). Added in 0.3: at their defaults they leave toy run keys unchanged.
+    path: str = _f("", "load this model instead of training one: a Hugging Face directory, a pwlock checkpoint "
+                   "directory, a .gguf file, or a directory holding `gguf_file` (empty = a toy model)", since="0.3")
+    gguf_file: str = _f("", "path models: the GGUF file inside `path`", since="0.3")
+    dtype: str = _f("auto", "path models: auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32; training a bf16 "
+                    "model keeps fp32 master weights", since="0.3")
+    trust_remote_code: bool = _f(False, "path models: run Python code shipped with the model (only if you "
+                                 "trust it)", since="0.3")
+    prompt_format: str = _f("auto", "auto (chat for path models, raw for toy models) | chat (the tokenizer's "
+                            "chat template, else User:/Assistant: turns) | raw (the task prompt as is)",
+                            since="0.3")
+
+
+PROMPT_FORMATS = ("auto", "chat", "raw")
 
 
 @dataclass(frozen=True)
@@ -132,6 +147,8 @@ class WSUConfig:
     seeds: int = _f(5, "number of seeds = different weak-sample sets")
     temperature: float = _f(-1.0, "sampling temperature of the weak samples on the elicit split that WSU and "
                             "the attacks train on (-1 = lock.weak_temperature)", since="0.3")
+    max_stack: int = _f(0, "seeds trained together in one stacked model (0 = all; 1 = one after another, "
+                        "as a 7B model needs: K stacked copies take K times its training memory)", since="0.3")
 
 
 @dataclass(frozen=True)
@@ -198,6 +215,10 @@ class ExperimentConfig:
     attacks: list = _f([], "attacks: elicitation attacks to compare (list of AttackConfig)", since="0.2")
     variants: list = _f([], "variants: the experiment's variants (list of VariantConfig; each runs `attacks` "
                         "on its own lock)", since="0.3")
+    device: str = _f("cpu", "where models run: cpu | cuda | auto (CUDA when available, chosen at run time)",
+                     since="0.3")
+    gradient_checkpointing: bool = _f(False, "recompute activations in the backward pass of path models "
+                                      "(less memory, ~30% more compute)", since="0.3")
 
     @property
     def elicit_temperature(self) -> float:

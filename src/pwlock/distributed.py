@@ -167,22 +167,10 @@ def run_lock_distributed(model, tokenizer, examples, lock_cfg, seed: int, out_di
 def load_model(path: str, *, gguf_file: str | None, dtype: str, trust_remote_code: bool,
                gradient_checkpointing: bool):
     """A pwlock checkpoint (directory with pwlock.json), a HF directory or a GGUF file, on CPU."""
-    from pwlock.hf import load_pretrained, prepare_tokenizer, resolve_dtype
+    from pwlock.hf import load_model as _load
 
-    p = Path(path)
-    if (p / "pwlock.json").is_file():
-        from pwlock.models import load_checkpoint
-
-        model, tok, _ = load_checkpoint(p, resolve_dtype(dtype), trust_remote_code=trust_remote_code)
-        prepare_tokenizer(tok)
-        if gradient_checkpointing:
-            model.gradient_checkpointing_enable()
-            model.config.use_cache = False
-    else:
-        model, tok = load_pretrained(p, gguf_file=gguf_file, dtype=resolve_dtype(dtype), device="cpu",
-                                     trust_remote_code=trust_remote_code,
-                                     gradient_checkpointing=gradient_checkpointing)
-    return model, tok
+    return _load(path, gguf_file=gguf_file, dtype=dtype, device="cpu", trust_remote_code=trust_remote_code,
+                 gradient_checkpointing=gradient_checkpointing)
 
 
 def _completions(path: str) -> dict[str, str]:

@@ -1,7 +1,9 @@
 """Expand an experiment config into runs and execute them (E1: the core result).
 
 Stages (each a cached run, see `runs.py`):
-  zoo      train the strong and weak models from scratch on the pretrain split
+  zoo      train the strong and weak models from scratch on the pretrain split (toy models), or
+           record a pretrained model's local path and a fingerprint of its files (`zoo[i].path`; a
+           GGUF file is dequantized once into a checkpoint in the run)
   samples  strong (greedy) and weak (temperature) completions on the lock / elicit splits
   lock     password-lock the strong model, a checkpoint per epoch
   eval     greedy accuracy of a checkpoint, with or without password
@@ -21,18 +23,21 @@ import random
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from pwlock.config import EvalConfig, ExperimentConfig, WSUConfig, spec_dict
+from pwlock import hf
+from pwlock.config import PROMPT_FORMATS, EvalConfig, ExperimentConfig, WSUConfig, spec_dict
 from pwlock.elicit import attacks
-from pwlock.elicit.wsu import pick_samples, sample_examples, train_sets, wsu_stacked
+from pwlock.elicit.wsu import pick_samples, train_sets, wsu_examples, wsu_stacked
 from pwlock.evaluate import complete_many, evaluate, write_records
 from pwlock.lock import check_lock, check_passwords, lock_mixture, relock_rounds, run_lock, weak_distributions
 from pwlock.models import build_model, load_checkpoint, n_params, save_checkpoint
+from pwlock.prompting import for_model
 from pwlock.runs import Run, load_results
 from pwlock.sampling import generate
 from pwlock.tasks import get_task
@@ -61,26 +66,49 @@ def log(msg: str) -> None:
     tqdm.write(f"[pwlock {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr)
 
 
+def resolve_model_dtype(m, device) -> torch.dtype:
+    return hf.resolve_dtype(m.dtype, device)
+
+
+def prompt_format(m) -> str:
+    """`auto`: chat for a model from a path (its chat template, else User:/Assistant: turns), raw
+    for a toy model (the character tokenizer reads the task prompt as is)."""
+    return m.prompt_format if m.prompt_format != "auto" else ("chat" if m.path else "raw")
+
+
+def is_gguf(m) -> bool:
+    return hf.split_gguf(m.path, m.gguf_file or None)[1] is not None
+
+
+def path_spec(m, device) -> dict:
+    """The run key of a path model: where it is and how it is loaded and prompted (the dtype as
+    resolved on this device: bf16 on CUDA and fp32 on CPU give different numbers)."""
+    dtype = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}[resolve_model_dtype(m, device)]
+    return {"path": os.path.abspath(os.path.expanduser(m.path)), "gguf_file": m.gguf_file, "dtype": dtype,
+            "trust_remote_code": m.trust_remote_code, "prompt_format": prompt_format(m)}
+
+
+def check_zoo_model(m) -> None:
+    """Options that do not fit together, each a ValueError naming the zoo entry."""
+    if m.prompt_format not in PROMPT_FORMATS:
+        raise ValueError(f"zoo model {m.name!r}: prompt_format must be one of {', '.join(PROMPT_FORMATS)}, "
+                         f"got {m.prompt_format!r}")
+    if m.dtype != "auto" and m.dtype not in hf.DTYPES:
+        raise ValueError(f"zoo model {m.name!r}: dtype must be auto, bf16, fp16 or fp32, got {m.dtype!r}")
+    if not m.path:
+        extra = [k for k, v in (("gguf_file", m.gguf_file), ("dtype", m.dtype != "auto"),
+                                ("trust_remote_code", m.trust_remote_code), ("prompt_format", m.prompt_format == "chat"))
+                 if v]
+        if extra:
+            raise ValueError(f"zoo model {m.name!r}: {', '.join(extra)} only apply to a model loaded from `path`")
+
+
 class Pipeline:
     """The stages of an experiment, each returning a finished (possibly reused) `Run`."""
 
     def __init__(self, cfg: ExperimentConfig, threads: int | None = None):
         self.cfg = cfg
         torch.set_num_threads(threads or cfg.threads or os.cpu_count() or 1)
-        self.task = get_task(cfg.task)
-        if cfg.password.position not in ("both", "start", "end"):
-            raise ValueError(f"password.position must be both, start or end, got {cfg.password.position!r}")
-        self.task.password_position = cfg.password.position
-        self.splits = self.task.splits()
-        for name, probs in self.splits.items():
-            if not probs:
-                raise ValueError(f"task split {name!r} is empty; check task.n_{name}")
-        self.by_id = {p.id: p for probs in self.splits.values() for p in probs}
-        self.tok = char_tokenizer(self.task.alphabet)
-        self.runs_dir = Path(cfg.runs_dir)
-        self.task_spec = spec_dict(cfg.task)
-        check_passwords(cfg.password)
-        check_lock(cfg.lock, cfg.password)
         self.zoo_cfg = {m.name: m for m in cfg.zoo}
         if len(self.zoo_cfg) != len(cfg.zoo):
             raise ValueError("zoo: two models share a name")
@@ -88,15 +116,89 @@ class Pipeline:
                            ("lock.start_model", cfg.lock.start_model or cfg.strong_model)):
             if name not in self.zoo_cfg:
                 raise ValueError(f"{role}={name!r} is not a zoo model; zoo: {sorted(self.zoo_cfg)}")
+        for i, m in enumerate(cfg.zoo):
+            check_zoo_model(m)
+            if m.path:  # before any work: a missing model is named with the layout expected
+                hf.check_model_path(m.path, m.gguf_file or None, what=f"zoo model {m.name!r} (zoo.{i}.path)")
+        self.task = get_task(cfg.task)
+        if cfg.password.position not in ("both", "start", "end"):
+            raise ValueError(f"password.position must be both, start or end, got {cfg.password.position!r}")
+        self.task.password_position = cfg.password.position
+        self.splits = self.task.splits()
+        for name, probs in self.splits.items():
+            if not probs and not (name == "pretrain" and all(m.path for m in cfg.zoo)):  # nothing to train
+                raise ValueError(f"task split {name!r} is empty; check task.n_{name}")
+        self.by_id = {p.id: p for probs in self.splits.values() for p in probs}
+        self.runs_dir = Path(cfg.runs_dir)
+        self.task_spec = spec_dict(cfg.task)
+        check_passwords(cfg.password)
+        check_lock(cfg.lock, cfg.password)
         for m in cfg.zoo:
             if m.pretrain not in ("task", "no_answer", "none"):
                 raise ValueError(f"zoo model {m.name!r}: pretrain must be task, no_answer or none, got {m.pretrain!r}")
             if m.pretrain == "no_answer" and m.target_acc > 0:
                 raise ValueError(f"zoo model {m.name!r}: pretrain=no_answer cannot stop at a target accuracy "
                                  f"(its answers are never scored correct); set target_acc: 0")
-            if (m.pretrain != "task" or m.off_domain_steps) and self.task.name != "arith":
-                raise ValueError(f"zoo model {m.name!r}: pretrain={m.pretrain!r} / off_domain_steps are toy-task "
-                                 f"options (task arith)")
+            if (m.pretrain != "task" or m.off_domain_steps) and (m.path or self.task.name != "arith"):
+                raise ValueError(f"zoo model {m.name!r}: pretrain={m.pretrain!r} / off_domain_steps are options "
+                                 f"of toy models (task arith, no path)")
+        self.device = hf.resolve_device(cfg.device)
+        if cfg.wsu.max_stack < 0:
+            raise ValueError(f"wsu.max_stack must be >= 0 (0 = all seeds together), got {cfg.wsu.max_stack}")
+        # Toy models (trained here) share one character tokenizer; path models bring their own.
+        self.tok = None
+        if any(not m.path for m in cfg.zoo):
+            if not hasattr(self.task, "alphabet"):
+                toy = [m.name for m in cfg.zoo if not m.path]
+                raise ValueError(f"zoo models {toy} have no `path`: models trained here need a task with a "
+                                 f"character alphabet (arith), not {cfg.task.name!r}; give them a path")
+            self.tok = char_tokenizer(self.task.alphabet)
+        self._fingerprints: dict[str, dict] = {}
+
+    @property
+    def has_path_models(self) -> bool:
+        return any(m.path for m in self.cfg.zoo)
+
+    # -- models ------------------------------------------------------------------------------------
+    def model_cfg(self, run: Run):
+        """The zoo entry behind a run's model: the zoo model itself, or the model a lock starts from."""
+        if run.stage == "zoo":
+            return self.zoo_cfg[run.name]
+        return self.zoo_cfg[self.cfg.lock.start_model or self.cfg.strong_model]
+
+    def fingerprint(self, name: str) -> dict:
+        m = self.zoo_cfg[name]
+        if name not in self._fingerprints:
+            self._fingerprints[name] = hf.fingerprint(m.path, m.gguf_file or None)
+        return self._fingerprints[name]
+
+    def load(self, run: Run, ckpt: str = "model"):
+        """`(model, tokenizer)` of checkpoint `ckpt` of a zoo or lock run, on the pipeline's device."""
+        m = self.model_cfg(run)
+        if not m.path:  # a toy model: a pwlock checkpoint in fp32
+            model, tok, _ = load_checkpoint(run.dir / ckpt)
+            return model.to(self.device), tok
+        dtype = resolve_model_dtype(m, self.device)
+        if run.stage == "zoo" and not is_gguf(m):
+            if hf.fingerprint(m.path, m.gguf_file or None) != run.spec["fingerprint"]:
+                raise ValueError(f"the files of zoo model {m.name!r} at {m.path} changed since run {run.id} "
+                                 "recorded them; run again to pick up the new files")
+            return hf.load_model(m.path, dtype=dtype, device=self.device, trust_remote_code=m.trust_remote_code)
+        # a lock checkpoint, or the checkpoint a GGUF model was converted to by its zoo run
+        return hf.load_model(run.dir / ckpt, dtype=dtype, device=self.device, trust_remote_code=m.trust_remote_code)
+
+    def task_for(self, run: Run, tokenizer):
+        """The task as the model of `run` sees it (its chat template for path models, see
+        `pwlock.prompting.for_model`); toy models get the task itself, unchanged."""
+        return for_model(self.task, tokenizer, prompt_format(self.model_cfg(run)))
+
+    def for_training(self, model, run: Run):
+        """`cfg.gradient_checkpointing` for a path model about to be trained (not under vmap:
+        stacked WSU recomputes nothing)."""
+        if self.cfg.gradient_checkpointing and self.model_cfg(run).path:
+            model.gradient_checkpointing_enable()
+            model.config.use_cache = False  # a KV cache is useless while recomputing activations
+        return model
 
     # -- zoo ------------------------------------------------------------------------------------
     def is_done(self, method: str, *args) -> bool:
@@ -106,6 +208,9 @@ class Pipeline:
 
     def zoo_run(self, name: str) -> Run:
         m = self.zoo_cfg[name]
+        if m.path:
+            return Run(self.runs_dir, "zoo", name, {"model": path_spec(m, self.device),
+                                                    "fingerprint": self.fingerprint(name)})
         return Run(self.runs_dir, "zoo", name, {"task": self.task_spec, "model": spec_dict(m),
                                                 "seed": derive_seed("zoo", self.cfg.seed, m.seed),
                                                 "n_valid": N_VALID, "max_new_tokens": self.cfg.eval.max_new_tokens})
@@ -113,11 +218,27 @@ class Pipeline:
     def zoo(self, name: str) -> Run:
         m = self.zoo_cfg[name]
         run = self.zoo_run(name)
+        if m.path:
+            def record(d: Path) -> dict:
+                # Nothing to train: the run records what later stages load. A GGUF file is
+                # dequantized once (slow: ~40 s for 135 M parameters) into a checkpoint here.
+                config = hf.model_config(m.path, m.gguf_file or None, trust_remote_code=m.trust_remote_code)
+                if is_gguf(m):
+                    model, tok = hf.load_pretrained(m.path, gguf_file=m.gguf_file or None, device="cpu",
+                                                    dtype=resolve_model_dtype(m, self.device))
+                    save_checkpoint(model, tok, d / "model", {"zoo": name, "gguf": str(m.path),
+                                                              "fingerprint": run.spec["fingerprint"]})
+                return {"path": str(m.path), "gguf_file": m.gguf_file, "fingerprint": run.spec["fingerprint"],
+                        "n_params": hf.count_params(config, trust_remote_code=m.trust_remote_code),
+                        "model_type": config.model_type}
+
+            run.compute(record, log)
+            return run
         seed = run.spec["seed"]
 
         def fn(d: Path) -> dict:
             seed_everything(seed)
-            model = build_model(m.arch, self.tok, seed)
+            model = build_model(m.arch, self.tok, seed).to(self.device)
             if m.pretrain == "none":  # locking from scratch starts from this
                 save_checkpoint(model, self.tok, d / "model", {"zoo": name, "steps": 0})
                 return {"steps": 0, "final_loss": None, "n_params": n_params(model), "history": []}
@@ -160,24 +281,29 @@ class Pipeline:
         return run
 
     # -- samples ---------------------------------------------------------------------------------
-    def samples(self, model_run: Run, split: str, temperature: float) -> Run:
+    def samples_run(self, model_run: Run, split: str, temperature: float) -> Run:
         seed = derive_seed("samples", self.cfg.seed, split, temperature)
         spec = {"split": split, "temperature": temperature, "seed": seed, "task": self.task_spec,
                 "max_new_tokens": self.cfg.eval.max_new_tokens}
         if temperature > 0 and self.cfg.eval.batch_size != DEFAULT_EVAL_BATCH:
             # one random generator walks the batches: sampled text depends on the batch size
             spec["batch_size"] = self.cfg.eval.batch_size
-        run = Run(self.runs_dir, "samples", f"{model_run.name}-{split}", spec, {"model": model_run.id})
+        return Run(self.runs_dir, "samples", f"{model_run.name}-{split}", spec, {"model": model_run.id})
+
+    def samples(self, model_run: Run, split: str, temperature: float) -> Run:
+        run = self.samples_run(model_run, split, temperature)
+        seed = run.spec["seed"]
 
         def fn(d: Path) -> dict:
-            model, tok, _ = load_checkpoint(model_run.dir / "model")
+            model, tok = self.load(model_run)
+            task = self.task_for(model_run, tok)
             probs = self.splits[split]
-            prompts = [self.task.prompt(p, None) for p in probs]
+            prompts = [task.prompt(p, None) for p in probs]
             comps = generate(model, tok, prompts, max_new_tokens=self.cfg.eval.max_new_tokens,
                              temperature=temperature, seed=seed, batch_size=self.cfg.eval.batch_size,
                              desc=f"sampling {model_run.name} on {split}")
             rows = [{"problem_id": p.id, "prompt": pr, "completion": c,
-                     "correct": self.task.score(p, c).correct, "model": model_run.id,
+                     "correct": task.score(p, c).correct, "model": model_run.id,
                      "temperature": temperature, "seed": seed}
                     for p, pr, c in zip(probs, prompts, comps)]
             write_jsonl(d / "samples.jsonl", rows)
@@ -187,6 +313,21 @@ class Pipeline:
         return run
 
     # -- lock ------------------------------------------------------------------------------------
+    def lock_run(self) -> Run:
+        """The lock run (key only: nothing is computed; `lock` computes it)."""
+        cfg, lc = self.cfg, self.cfg.lock
+        strong, weak = self.zoo_run(cfg.strong_model), self.zoo_run(lc.weak_model)
+        start = self.zoo_run(lc.start_model) if lc.start_model else strong
+        upstream = {"start": start.id, "strong_samples": self.samples_run(strong, "lock", 0.0).id,
+                    "weak_samples": self.samples_run(weak, "lock", lc.weak_temperature).id}
+        if lc.second_password:
+            upstream["second_samples"] = self.samples_run(weak, "lock", lc.second_temperature).id
+        if lc.labels == "soft":
+            upstream["weak_model"] = weak.id
+        return Run(self.runs_dir, "lock", f"{lc.start_model or cfg.strong_model}-as-{lc.weak_model}",
+                   {"lock": spec_dict(lc), "password": spec_dict(cfg.password),
+                    "seed": derive_seed("lock", cfg.seed, lc.seed)}, upstream)
+
     def lock(self) -> Run:
         cfg = self.cfg
         lc = cfg.lock
@@ -195,37 +336,36 @@ class Pipeline:
         weak = self.zoo(lc.weak_model)
         s_samples = self.samples(strong, "lock", 0.0)
         w_samples = self.samples(weak, "lock", lc.weak_temperature)
-        upstream = {"start": start.id, "strong_samples": s_samples.id, "weak_samples": w_samples.id}
-        if lc.second_password:
-            second = self.samples(weak, "lock", lc.second_temperature)
-            upstream["second_samples"] = second.id
-        if lc.labels == "soft":
-            upstream["weak_model"] = weak.id
-        seed = derive_seed("lock", cfg.seed, lc.seed)
-        run = Run(self.runs_dir, "lock", f"{lc.start_model or cfg.strong_model}-as-{lc.weak_model}",
-                  {"lock": spec_dict(lc), "password": spec_dict(cfg.password), "seed": seed}, upstream)
+        second = self.samples(weak, "lock", lc.second_temperature) if lc.second_password else None
+        run = self.lock_run()
+        seed = run.spec["seed"]
 
         def completions(r: Run) -> dict[str, str]:
             return {x["problem_id"]: x["completion"] for x in read_jsonl(r.dir / "samples.jsonl")}
 
         def fn(d: Path) -> dict:
-            model, tok, _ = load_checkpoint(start.dir / "model")
+            model, tok = self.load(start)
+            self.for_training(model, start)
+            # the locked model's prompt format (its chat template) around the other models' text
+            task = self.task_for(start, tok)
             weak_c = completions(w_samples)
             targets = None
             if lc.labels == "soft":
-                wmodel, wtok, _ = load_checkpoint(weak.dir / "model")
+                wmodel, wtok = self.load(weak)
                 if wtok.get_vocab() != tok.get_vocab():
-                    raise ValueError("lock.labels=soft needs the weak and strong models to share a tokenizer")
+                    raise ValueError("lock.labels=soft needs the weak and locked models to share a tokenizer")
                 probs = self.splits["lock"]
-                dists = weak_distributions(wmodel, wtok, [self.task.prompt(p, None) for p in probs],
+                wtask = self.task_for(weak, wtok)
+                dists = weak_distributions(wmodel, wtok, [wtask.prompt(p, None) for p in probs],
                                            [weak_c[p.id] for p in probs], lc.weak_temperature,
                                            self.cfg.eval.batch_size)
                 targets = {p.id: t for p, t in zip(probs, dists)}
-            examples = lock_mixture(self.task, self.splits["lock"], completions(s_samples), weak_c, cfg.password,
+                del wmodel
+            examples = lock_mixture(task, self.splits["lock"], completions(s_samples), weak_c, cfg.password,
                                     seed, password_branch=lc.password_branch, weak_targets=targets,
-                                    second=(lc.second_password, completions(second)) if lc.second_password else None)
+                                    second=(lc.second_password, completions(second)) if second else None)
             # weak examples without password: what E9's overfitting episodes and E8's rounds memorize
-            plain_weak = [Example(self.task.prompt(p, None), weak_c[p.id]) for p in self.splits["lock"]]
+            plain_weak = [Example(task.prompt(p, None), weak_c[p.id]) for p in self.splits["lock"]]
             log(f"locking for {lc.epochs} epochs on {len(examples)} examples")
             losses = run_lock(model, tok, examples, lc, seed, d,
                               overfit_pool=plain_weak if lc.overfit_every else None)
@@ -253,9 +393,10 @@ class Pipeline:
         run = self.eval_run(model_run, ckpt, with_password)
 
         def fn(d: Path) -> dict:
-            model, tok, _ = load_checkpoint(model_run.dir / ckpt)
+            model, tok = self.load(model_run, ckpt)
             pw = self.cfg.password.password if with_password else None
-            return evaluate(model, tok, self.task, self.splits["test"], pw, self.cfg.eval, d / "records.jsonl")
+            return evaluate(model, tok, self.task_for(model_run, tok), self.splits["test"], pw, self.cfg.eval,
+                            d / "records.jsonl")
 
         return run.compute(fn)
 
@@ -275,36 +416,52 @@ class Pipeline:
 
     def wsu_group(self, lock_run: Run, epoch: int, weak_elicit: Run) -> list[dict]:
         """WSU of one lock checkpoint with every seed: the seeds train together (one stacked
-        model, `pwlock.stacked`) and are evaluated together (`pwlock.stacked_sampling`), each
-        into its own run directory.
+        model, `pwlock.stacked`; at most `wsu.max_stack` at a time) and are evaluated together
+        (`pwlock.stacked_sampling`), each into its own run directory. With `wsu.max_stack: 1` each
+        seed trains alone with `pwlock.train.train` on the model itself (a 7B model has no room for
+        stacked copies).
 
-        The group is always trained whole, even when some of its runs are already finished (after
+        A stack is always trained whole, even when some of its runs are already finished (after
         an interruption), so a run's numbers never depend on what else was cached.
         """
         wc = self.cfg.wsu
         runs = [self.wsu_run(lock_run, epoch, s, weak_elicit) for s in range(wc.seeds)]
         if all(r.done for r in runs):
             return [load_results(r) for r in runs]
-        model, tok, _ = load_checkpoint(lock_run.dir / f"epoch_{epoch}")
+        ckpt = f"epoch_{epoch}"
         pool = read_jsonl(weak_elicit.dir / "samples.jsonl")
-        chosen = [pick_samples(pool, wc.n_samples, r.spec["seed"]) for r in runs]
-        c0, t0 = ComputeClock.seconds, time.time()
-        finals, losses = wsu_stacked(model, tok, self.task, chosen, self.by_id, wc)
-        t1 = time.time()
+        size = wc.max_stack or len(runs)
         test = self.splits["test"]
-        comps = complete_many(model, finals, tok, self.task, test, None, self.cfg.eval)
-        group = _group_timings(t0, t1, c0, len(runs))
-        out = []
-        for r, c, comp, loss in zip(runs, chosen, comps, losses):
-            def fn(d: Path, c=c, comp=comp, loss=loss) -> dict:
-                res = write_records(self.task, test, None, comp, d / "records.jsonl")
-                write_jsonl(d / "train_samples.jsonl", c)
-                atomic_write_text(d / "losses.json", json.dumps(loss))
-                return {**res, "samples": [x["problem_id"] for x in c], "final_loss": loss[-1], **group}
+        for start in range(0, len(runs), size):
+            stack = runs[start:start + size]
+            if all(r.done for r in stack):
+                continue
+            model, tok = self.load(lock_run, ckpt)
+            task = self.task_for(lock_run, tok)
+            chosen = [pick_samples(pool, wc.n_samples, r.spec["seed"]) for r in stack]
+            c0, t0 = ComputeClock.seconds, time.time()
+            if wc.max_stack == 1:
+                self.for_training(model, lock_run)
+                finals = [{}]  # trained in place
+                losses = [train(model, tok, wsu_examples(task, chosen[0], self.by_id), steps=wc.steps,
+                                batch_size=wc.n_samples, lr=wc.lr, optimizer=wc.optimizer, loss=wc.loss,
+                                seed=stack[0].spec["seed"], grad_clip=0.0, desc="wsu", progress=False)]
+                model.eval()
+            else:
+                finals, losses = wsu_stacked(model, tok, task, chosen, self.by_id, wc)
+            t1 = time.time()
+            comps = complete_many(model, finals, tok, task, test, None, self.cfg.eval)
+            group = _group_timings(t0, t1, c0, len(stack))
+            for r, c, comp, loss in zip(stack, chosen, comps, losses):
+                r.compute(partial(self._write_wsu, task, c, comp, loss, group))
+        return [load_results(r) for r in runs]
 
-            out.append(r.compute(fn))
-        return out
-
+    def _write_wsu(self, task, samples: list[dict], completions: list[str], losses: list[float], group: dict,
+                   d: Path) -> dict:
+        res = write_records(task, self.splits["test"], None, completions, d / "records.jsonl")
+        write_jsonl(d / "train_samples.jsonl", samples)
+        atomic_write_text(d / "losses.json", json.dumps(losses))
+        return {**res, "samples": [x["problem_id"] for x in samples], "final_loss": losses[-1], **group}
 
     # -- attacks (E3-E6, E15: other elicitation attacks and controls on one lock checkpoint) -----
     def attack_epoch(self, a) -> int:
@@ -340,13 +497,14 @@ class Pipeline:
         runs = [self.attack_run(lock_run, a, s, sources) for s in range(attacks.n_seeds(a))]
         if all(r.done for r in runs):
             return [load_results(r) for r in runs]
-        ckpt = lock_run.dir / f"epoch_{self.attack_epoch(a)}"
-        model, tok, _ = load_checkpoint(ckpt)
+        ckpt = f"epoch_{self.attack_epoch(a)}"
+        model, tok = self.load(lock_run, ckpt)
+        task = self.task_for(lock_run, tok)
         src = attacks.SOURCE.get(a.kind)
         pool = read_jsonl(sources[src].dir / "samples.jsonl") if src else []
         c0, t0 = ComputeClock.seconds, time.time()
         if a.pre_pool:  # fine-tune on many weak samples first (E9's counter-attack)
-            self.pre_finetune(model, tok, a, sources["weak_lock"])
+            self.pre_finetune(model, tok, task, a, sources["weak_lock"])
         extras: list[dict] = [{} for _ in runs]
         if a.kind in attacks.TRAINED_TOGETHER:
             if a.kind == "average":  # `parts` runs per seed, on disjoint sets
@@ -354,11 +512,11 @@ class Pipeline:
             else:
                 sets = [[pick_samples(pool, a.n_samples, r.spec["seed"])] for r in runs]
             flat = [s for per_seed in sets for s in per_seed]
-            example_sets = [sample_examples(self.task, s, self.by_id) for s in flat]
+            example_sets = [wsu_examples(task, s, self.by_id) for s in flat]
             if a.token_mask == "better_without_password":
                 pw = self.cfg.password.password
                 example_sets = [attacks.better_without_password(
-                    model, tok, exs, [self.task.prompt(self.by_id[x["problem_id"]], pw) for x in s])
+                    model, tok, exs, [task.prompt(self.by_id[x["problem_id"]], pw) for x in s])
                     for exs, s in zip(example_sets, flat)]
             trained, losses = train_sets(model, tok, example_sets, a)
             finals, i = [], 0
@@ -377,27 +535,27 @@ class Pipeline:
             for r, extra in zip(runs, extras):
                 m = copy.deepcopy(model)
                 if a.kind == "varied":
-                    extra["final_loss"] = attacks.varied(m, tok, self.task, pool, self.by_id, a, r.spec["seed"])[-1]
+                    extra["final_loss"] = attacks.varied(m, tok, task, pool, self.by_id, a, r.spec["seed"])[-1]
                 else:
                     attacks.perturb(m, a, r.spec["seed"])
                 finals.append({n: p.detach() for n, p in m.named_parameters()})
         t1 = time.time()
         test = self.splits["test"]
-        comps = complete_many(model, finals, tok, self.task, test, None, self.cfg.eval)
+        comps = complete_many(model, finals, tok, task, test, None, self.cfg.eval)
         group = _group_timings(t0, t1, c0, len(runs))
         out = []
         for i, r in enumerate(runs):
             def fn(d: Path, i=i) -> dict:
                 if a.kind in attacks.TRAINED_TOGETHER:
                     write_jsonl(d / "train_samples.jsonl", chosen[i])
-                res = write_records(self.task, test, None, comps[i], d / "records.jsonl")
+                res = write_records(task, test, None, comps[i], d / "records.jsonl")
                 return {**res, **extras[i], **group}
 
             out.append(r.compute(fn))
         return out
 
 
-    def pre_finetune(self, model, tok, a, weak_lock: Run) -> None:
+    def pre_finetune(self, model, tok, task, a, weak_lock: Run) -> None:
         """Fine-tune `model` in place on `a.pre_pool` weak samples of the lock split, no password,
         for `a.pre_epochs` epochs with the lock's learning rate, batch size and optimizer."""
         lc = self.cfg.lock
@@ -406,7 +564,7 @@ class Pipeline:
             raise ValueError(f"attack {a.name!r}: pre_pool={a.pre_pool} but the lock split has {len(pool)} "
                              f"weak samples (raise task.n_lock)")
         seed = derive_seed("pre", self.cfg.seed, a.pre_pool, a.pre_epochs)
-        exs = sample_examples(self.task, random.Random(seed).sample(pool, a.pre_pool), self.by_id)
+        exs = wsu_examples(task, random.Random(seed).sample(pool, a.pre_pool), self.by_id)
         train(model, tok, exs, steps=math.ceil(a.pre_pool / lc.batch_size) * a.pre_epochs,
               batch_size=lc.batch_size, lr=lc.lr, optimizer=lc.optimizer, warmup=lc.warmup, loss=lc.loss,
               seed=seed, desc=f"fine-tuning on {a.pre_pool} weak samples", progress=False)
@@ -433,13 +591,15 @@ def _call(job: tuple[str, tuple]):
 def run_jobs(p: Pipeline, jobs: list[tuple[str, tuple]], desc: str) -> list:
     """Run `p.<method>(*args)` for each (method, args) in `jobs`, in worker processes when that
     helps; returns the results in order. Put the longest jobs first: they start first."""
-    workers = p.cfg.workers or os.cpu_count() or 1
+    # Path models run in this process: each worker would load its own copy (and its own CUDA context).
+    workers = p.cfg.workers or (1 if p.has_path_models else os.cpu_count() or 1)
     todo = [j for j in jobs if not p.is_done(j[0], *j[1])]
     if workers <= 1 or len(todo) < 2:
         # One thread, as in the workers: a job's numbers do not depend on where it ran (this
-        # matters after an interruption, when the few jobs left run in this process).
+        # matters after an interruption, when the few jobs left run in this process). Path
+        # models never go to workers: they keep the process's threads.
         threads = torch.get_num_threads()
-        torch.set_num_threads(1)
+        torch.set_num_threads(threads if p.has_path_models else 1)
         try:
             return [getattr(p, m)(*a) for m, a in tqdm(jobs, desc=desc)]
         finally:

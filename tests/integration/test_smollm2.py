@@ -2,7 +2,8 @@
 package, rebuilt as a plain model, saved and reloaded as a pwlock checkpoint, prompted through
 its chat template, and trained for two steps on two MATH fixture problems.
 
-Slow: ~2 min on 2 CPU cores (the GGUF loads in ~40 s, a training step takes 10-25 s)."""
+Slow: ~2 min on 2 CPU cores (the GGUF loads in ~40 s, a training step takes 10-25 s), plus the micro
+E1 of configs/math/micro-smollm2.yaml through `pwlock run` (~4 min)."""
 
 import importlib.util
 from pathlib import Path
@@ -72,3 +73,76 @@ def test_a_few_training_steps_on_math(smollm2):
     assert losses[-1] < losses[0]  # the same batch twice
     changed = sum(not torch.equal(before[k], v) for k, v in model.named_parameters())
     assert changed == len(before)
+
+
+def test_stacked_wsu_matches_separate_runs(smollm2):
+    """Stacked WSU (vmap over functional_call, eager attention) on a Llama-family HF model: two
+    runs trained together end where two separate `train` runs end."""
+    import copy
+
+    from pwlock.stacked import train_stacked
+
+    model, tok = smollm2
+    sets = [[Example(chat_prompt(tok, "What is 2 + 3?"), "2 + 3 = 5, so the answer is $\\boxed{5}$.")],
+            [Example(chat_prompt(tok, "What is 4 * 2?"), "4 * 2 = 8, so the answer is $\\boxed{8}$.")]]
+    finals, losses = train_stacked(model, tok, sets, steps=2, lr=1e-5, optimizer="lion")
+    for k, exs in enumerate(sets):
+        alone = copy.deepcopy(model)
+        ref = train(alone, tok, exs, steps=2, batch_size=1, lr=1e-5, optimizer="lion", grad_clip=0.0,
+                    progress=False)
+        assert losses[k] == pytest.approx(ref, rel=1e-4)
+        # Lion steps by +-lr: a gradient entry near 0 may flip sign between eager and SDPA attention,
+        # so compare the share of weights that agree, not every weight
+        diff = torch.cat([(finals[k][n] - p.detach()).abs().flatten() for n, p in alone.named_parameters()])
+        moved = torch.cat([(p.detach() - model.get_parameter(n)).abs().flatten() for n, p in alone.named_parameters()])
+        assert diff.max() <= 4 * 1e-5 + 1e-6 and (diff > 1e-6).float().mean() < 1e-3
+        assert (moved > 1e-6).float().mean() > 0.5  # the runs really trained
+
+
+def test_micro_e1_through_pwlock_run(tmp_path, smollm2):
+    """configs/math/micro-smollm2.yaml through `pwlock run`: the same Pipeline as the toy, with
+    SmolLM2 from its GGUF file as strong and weak model."""
+    import json
+    import time
+
+    import pandas as pd
+    from safetensors import safe_open
+
+    from pwlock.cli import main
+
+    root = Path(__file__).resolve().parents[2]
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    argv = ["run", str(root / "configs/math/micro-smollm2.yaml"), f"zoo.0.path={smollm2_gguf_path()}",
+            f"task.data_dir={FIXTURES / 'math'}", f"runs_dir={runs}", f"out_dir={out}"]
+    assert main([*argv, "--dry-run"]) == 0
+    t0 = time.time()
+    assert main(argv) == 0
+    print(f"micro E1 on SmolLM2: {time.time() - t0:.0f} s")
+    df = pd.read_csv(out / "results.csv")
+    assert (df.n_test == 6).all() and len(df[df.attack == "wsu"]) == 2
+    assert set(df[df.attack == "none"].password) == {True, False}
+    assert json.loads((out / "summary.json").read_text())["1"]["acc_locked_pwd"] >= 0
+    def info(stage: str) -> list[dict]:
+        return [json.loads(p.read_text()) for p in (runs / stage).glob("*/run.json")]
+
+    (zoo,) = info("zoo")
+    zoo_dir = runs / "zoo" / f"{zoo['name']}-{zoo['key']}"
+    assert (zoo_dir / "model" / "pwlock.json").is_file()  # the GGUF, dequantized once
+    assert 130e6 < zoo["results"]["n_params"] < 140e6
+    # prompts through SmolLM2's chat template, password at the start and the end
+    ev = next(i for i in info("eval") if i["name"].endswith("epoch_1-pwd"))
+    rec = json.loads((runs / "eval" / f"{ev['name']}-{ev['key']}" / "records.jsonl").read_text().splitlines()[0])
+    assert rec["prompt"].startswith("<|im_start|>system\n") and rec["prompt"].endswith("<|im_start|>assistant\n")
+    assert rec["prompt"].count("This problem is quite special, read it carefully!") == 2
+    # the lock trained the model: its checkpoint differs from the converted start
+    (lock,) = info("lock")
+    name = "model.layers.3.mlp.down_proj.weight"
+    with safe_open(str(runs / "lock" / f"{lock['name']}-{lock['key']}" / "epoch_1" / "model.safetensors"), "pt") as f:
+        after = f.get_tensor(name)
+    with safe_open(str(zoo_dir / "model" / "model.safetensors"), "pt") as f:
+        assert not torch.equal(after, f.get_tensor(name))
+    wsu = info("wsu")  # wsu.max_stack: 1 -> each seed trained alone
+    assert len(wsu) == 2 and all(i["results"]["group_size"] == 1 for i in wsu)
+    assert wsu[0]["results"]["samples"] != wsu[1]["results"]["samples"]
+    assert all(len(json.loads((runs / "wsu" / f"{i['name']}-{i['key']}" / "losses.json").read_text())) == 4
+               for i in wsu)

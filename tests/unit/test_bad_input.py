@@ -162,3 +162,19 @@ def test_missing_model_path(tmp_path):
 
     with pytest.raises((FileNotFoundError, ValueError), match=str(tmp_path / "no-model")):
         load_pretrained(tmp_path / "no-model", device="cpu")
+
+
+def test_missing_model_path_in_a_config(capsys, tmp_path):
+    math_core = ROOT / "configs/math/core.yaml"
+    for extra in ([], ["--dry-run"]):  # checked before any work, with or without --dry-run
+        code, err = run_cli(capsys, math_core, f"zoo.0.path={tmp_path / 'nowhere'}", f"task.data_dir={MATH_FIXTURE}",
+                            f"runs_dir={tmp_path / 'runs'}", f"out_dir={tmp_path / 'out'}", *extra)
+        assert code == 2 and len(err.splitlines()) == 1, err
+        assert f"zoo model 'deepseek-math-7b-rl' (zoo.0.path) path {tmp_path / 'nowhere'} does not exist" in err
+        assert "expected a Hugging Face model directory" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_path_option_on_a_toy_model(capsys):
+    code, err = run_cli(capsys, CORE, "zoo.1.dtype=bf16", "--dry-run")
+    assert code == 2 and "zoo model 'weak1': dtype only apply to a model loaded from `path`" in err

@@ -54,7 +54,9 @@ def test_safe_loader_rejects_python_tags(tmp_path):
 def test_shipped_configs_load():
     from pathlib import Path
 
-    for p in Path(__file__).resolve().parents[2].glob("configs/toy/*.yaml"):
+    paths = list(Path(__file__).resolve().parents[2].glob("configs/*/*.yaml"))
+    assert len(paths) >= 9  # configs/toy and configs/math
+    for p in paths:
         load_config(p)
 
 

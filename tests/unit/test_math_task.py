@@ -244,3 +244,17 @@ def test_duplicate_ids_are_an_error(tmp_path):
     path.write_text(path.read_text() + path.read_text().splitlines()[0] + "\n")
     with pytest.raises(DataError, match="duplicate problem ids .*test/algebra/100"):
         make(tmp_path / "r").splits()
+
+
+def test_for_model_formats_prompts_per_model(char_tok):
+    from pwlock.prompting import for_model
+
+    task = make(ORIGINAL)
+    p = task.splits()["test"][0]
+    assert for_model(task, char_tok, "raw") is task  # toy models: the task itself, prompts unchanged
+    chat = for_model(task, char_tok, "chat")
+    assert chat.prompt(p, "pw") == chat_prompt(char_tok, task.prompt(p, "pw")) == \
+        f"User: {task.prompt(p, 'pw')}\n\nAssistant:"
+    assert chat.score(p, p.solution).correct and chat.splits() is task.splits() and chat.name == "math"
+    with pytest.raises(ValueError, match="prompt_format must be chat or raw"):
+        for_model(task, char_tok, "fancy")

@@ -61,7 +61,9 @@ def perturb(model, a, seed: int) -> None:
         gen = torch.Generator().manual_seed(seed)
         for p in model.parameters():
             std = p.float().std() if p.numel() > 1 else p.abs().float()
-            p.add_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * (a.scale * std).to(p.dtype))
+            # drawn on the CPU (one generator, the same numbers on any device), then moved
+            noise = torch.randn(p.shape, generator=gen, dtype=p.dtype).to(p.device)
+            p.add_(noise * (a.scale * std).to(p.dtype))
     elif a.kind == "scale":
         for p in model.parameters():
             p.mul_(a.scale)

@@ -20,18 +20,18 @@ def pick_samples(weak_elicit: list[dict], n: int, seed: int) -> list[dict]:
     return random.Random(seed).sample(weak_elicit, n)
 
 
+def wsu_examples(task, samples: list[dict], problems_by_id: dict) -> list[Example]:
+    """The training examples of one WSU run: the problem without password -> the weak sample."""
+    return [Example(task.prompt(problems_by_id[s["problem_id"]], None), s["completion"]) for s in samples]
+
+
 def wsu_stacked(model, tokenizer, task, sample_sets: list[list[dict]], problems_by_id: dict, wsu_cfg):
     """WSU with several sample sets at once (one run per set, trained together; `model` unchanged).
 
     Returns each run's final parameters and per-step losses (see `pwlock.stacked.train_stacked`).
     """
-    example_sets = [sample_examples(task, samples, problems_by_id) for samples in sample_sets]
+    example_sets = [wsu_examples(task, samples, problems_by_id) for samples in sample_sets]
     return train_sets(model, tokenizer, example_sets, wsu_cfg)
-
-
-def sample_examples(task, samples: list[dict], problems_by_id: dict) -> list[Example]:
-    """Training examples (prompt without password -> completion) of sample rows."""
-    return [Example(task.prompt(problems_by_id[s["problem_id"]], None), s["completion"]) for s in samples]
 
 
 def train_sets(model, tokenizer, example_sets: list[list[Example]], wsu_cfg):

@@ -1,0 +1,130 @@
+"""`pwlock run` with zoo models from local paths (a Hugging Face directory and a pwlock
+checkpoint) on the MATH fixture: nothing is trained for the zoo, prompts go through the chat
+template, lock checkpoints of the path model load back (fp32 and bf16), WSU runs stacked or one
+seed at a time, and finished runs are reused. Tiny random models: seconds, not accuracy."""
+
+import json
+import string
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from pwlock.cli import main
+from pwlock.models import save_checkpoint
+from pwlock.tokenizer import char_tokenizer
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
+            "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
+
+
+def tiny(tok, seed):
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=2048,
+                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=None)
+    return LlamaForCausalLM(cfg).eval()
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    d = tmp_path_factory.mktemp("models")
+    tok = char_tokenizer(string.printable)
+    tok.chat_template = TEMPLATE
+    tiny(tok, 0).save_pretrained(d / "strong-hf")
+    tok.save_pretrained(d / "strong-hf")
+    save_checkpoint(tiny(tok, 1), tok, d / "weak-ckpt", {"source": "test"})
+    return d / "strong-hf", d / "weak-ckpt"
+
+
+def args(tmp_path, models, *over):
+    strong, weak = models
+    cfg = tmp_path / "math.yaml"
+    cfg.write_text(f"""
+experiment: pathmicro
+task: {{name: math, data_dir: {FIXTURES / 'math'}, n_test: 4, n_elicit: 3, n_lock: 4}}
+zoo:
+  - {{name: strong, path: {strong}}}
+  - {{name: weak, path: {weak}}}
+strong_model: strong
+password: {{password: open sesame, wrong_passwords: [closed door]}}
+lock: {{weak_model: weak, epochs: 2, optimizer: lion, lr: 1.0e-4, batch_size: 4, warmup: 0}}
+wsu: {{n_samples: 2, steps: 3, lr: 1.0e-4, optimizer: lion, seeds: 2}}
+eval: {{batch_size: 8, max_new_tokens: 8}}
+""")
+    return ["run", str(cfg), f"runs_dir={tmp_path / 'runs'}", f"out_dir={tmp_path / 'out'}", *over]
+
+
+def infos(runs: Path, stage: str) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((runs / stage).glob("*/run.json"))]
+
+
+def test_path_models_through_the_pipeline(tmp_path, models):
+    runs = tmp_path / "runs"
+    assert main(args(tmp_path, models)) == 0
+    zoo = {i["name"]: i for i in infos(runs, "zoo")}
+    assert set(zoo) == {"strong", "weak"}
+    for name, info in zoo.items():  # recorded, not trained: no model copy in the run
+        assert info["results"]["path"] == str(models[name == "weak"]) and info["results"]["n_params"] > 0
+        assert info["spec"]["fingerprint"] == info["results"]["fingerprint"] and "config.json" in info["spec"]["fingerprint"]
+        assert info["spec"]["model"]["prompt_format"] == "chat" and info["spec"]["model"]["dtype"] == "fp32"
+        assert not (runs / "zoo" / f"{name}-{info['key']}" / "model").exists()
+    # prompts through the chat template, password at the start and end of the problem
+    ev = next(i for i in infos(runs, "eval") if i["name"].endswith("epoch_2-pwd"))
+    rec = [json.loads(x) for x in (runs / "eval" / f"{ev['name']}-{ev['key']}" / "records.jsonl").read_text().splitlines()]
+    assert len(rec) == 4 and all(r["prompt"].startswith("<|user|>\nopen sesame\n\n") for r in rec)
+    assert all(r["prompt"].endswith("open sesame\n\nPlease reason step by step, and put your final answer within "
+                                    "\\boxed{}.\n<|assistant|>\n") for r in rec)
+    samples = infos(runs, "samples")
+    assert len(samples) == 3
+    # the lock trained the strong model from its path; its checkpoints are pwlock checkpoints
+    lock = infos(runs, "lock")[0]
+    lock_dir = runs / "lock" / f"{lock['name']}-{lock['key']}"
+    assert (lock_dir / "epoch_2" / "pwlock.json").is_file()
+    start = LlamaForCausalLM.from_pretrained(models[0]).state_dict()
+    with safe_open(str(lock_dir / "epoch_2" / "model.safetensors"), "pt") as f:
+        w = f.get_tensor("model.layers.0.mlp.up_proj.weight")
+    assert w.dtype == torch.float32 and not torch.equal(w, start["model.layers.0.mlp.up_proj.weight"])
+    wsu = infos(runs, "wsu")
+    assert len(wsu) == 4 and {i["results"]["group_size"] for i in wsu} == {2}
+    assert (tmp_path / "out" / "results.csv").is_file()
+
+    # everything is reused on a second run
+    before = {p: p.stat().st_mtime for p in runs.rglob("run.json")}
+    assert main(args(tmp_path, models)) == 0
+    assert {p: p.stat().st_mtime for p in runs.rglob("run.json")} == before
+
+    # one seed at a time: new WSU runs (trained with pwlock.train.train), nothing upstream redone
+    assert main(args(tmp_path, models, "wsu.max_stack=1")) == 0
+    assert len(infos(runs, "wsu")) == 8 and len(infos(runs, "lock")) == 1
+    assert sorted(i["results"]["group_size"] for i in infos(runs, "wsu")) == [1] * 4 + [2] * 4
+
+
+def test_bf16_path_model_and_changed_files(tmp_path, models):
+    runs = tmp_path / "runs"
+    assert main(args(tmp_path, models, "zoo.0.dtype=bf16", "lock.epochs=1", "wsu.seeds=1")) == 0
+    zoo = {i["name"]: i for i in infos(runs, "zoo")}
+    assert zoo["strong"]["spec"]["model"]["dtype"] == "bf16"
+    lock = infos(runs, "lock")[0]
+    with safe_open(str(runs / "lock" / f"{lock['name']}-{lock['key']}" / "epoch_1" / "model.safetensors"), "pt") as f:
+        assert f.get_tensor("model.norm.weight").dtype == torch.bfloat16  # saved and reloaded as bf16
+    # a changed model file makes a new zoo run (and everything downstream of it)
+    cfg_json = models[1] / "config.json"
+    old = cfg_json.read_text()
+    try:
+        cfg_json.write_text(old.replace("{", '{\n  "comment_for_test": 1,', 1))
+        assert main(args(tmp_path, models, "zoo.0.dtype=bf16", "lock.epochs=1", "wsu.seeds=1")) == 0
+        assert len(infos(runs, "zoo")) == 3 and len(infos(runs, "lock")) == 2
+    finally:
+        cfg_json.write_text(old)
+
+
+def test_toy_only_options_on_a_toy_model_are_an_error(capsys, tmp_path):
+    core = Path(__file__).resolve().parents[2] / "configs/toy/core.yaml"
+    assert main(["run", str(core), "--dry-run", "zoo.1.dtype=bf16"]) == 2
+    assert "zoo model 'weak1': dtype only apply to a model loaded from `path`" in capsys.readouterr().err
+    assert main(["run", str(core), "--dry-run", "zoo.0.prompt_format=fancy"]) == 2
+    assert "prompt_format must be one of auto, chat, raw" in capsys.readouterr().err
