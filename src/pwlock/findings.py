@@ -310,30 +310,33 @@ def write_findings(results: Path = Path("results"), out: Path = Path("docs/findi
     rows = ["| exp | what | verdict |", "|---|---|---|"]
     sections = []
     for eid, name, title, claim, fn, rule in CATALOGUE:
-        s = _load(results, name)
-        if s is None:
-            rows.append(f"| {eid} | {title} | not run (`results/{name}/` missing) |")
-            continue
         # every seed that was run: results/<name> (seed 0) and results/<name>-seed<k>
-        per_seed = [("seed 0", s)]
+        per_seed = [("seed 0", s)] if (s := _load(results, name)) is not None else []
         for d in sorted(results.glob(f"{name}-seed*")):
             if (d / "summary.json").is_file():
                 per_seed.append((d.name.replace(f"{name}-seed", "seed "), json.loads((d / "summary.json").read_text())))
+        if not per_seed:
+            rows.append(f"| {eid} | {title} | not run yet (`results/{name}/` missing) |")
+            continue
+        dirs = [name if k == "seed 0" else f"{name}-{k.replace(' ', '')}" for k, _ in per_seed]
         found = [(k, *fn(v)) for k, v in per_seed]
         if len(found) == 1:
-            meas, verdict = found[0][1], found[0][2]
+            meas = f"**{found[0][0]}** only: {found[0][1]}"
+            verdict = found[0][2] + ("" if found[0][0] == "seed 0" else f" ({found[0][0]} only)")
         else:
             meas = "; ".join(f"**{k}:** {m}" for k, m, _ in found)
             vs = [v for _, _, v in found]
             verdict = (vs[0] + f" (all {len(vs)} seeds)" if len(set(vs)) == 1 else
                        "mixed: " + "; ".join(f"{k}: {v}" for k, _, v in found))
-        fig = next((p.name for p in sorted((results / name).glob("*.png"))), None)
         rows.append(f"| {eid} | {title} | {verdict} |")
+        details = ", ".join(f"[`results/{d}/report.md`](../results/{d}/report.md)" for d in dirs)
         sections += [f"## {eid} — {title}", "", f"**Claim (write-up):** {claim}", "",
                      f"**Measured:** {meas}.", "", f"**Verdict:** {verdict} (rule: {rule}).", "",
-                     f"Details: [`results/{name}/report.md`](../results/{name}/report.md)", ""]
-        if fig:
-            sections += [f"![{eid}](../results/{name}/{fig})", ""]
+                     f"Details: {details}", ""]
+        for d in dirs:
+            fig = next((p.name for p in sorted((results / d).glob("*.png"))), None)
+            if fig:
+                sections += [f"![{eid} ({d})](../results/{d}/{fig})", ""]
     rows += [f"| {eid} | {title} | not built yet |" for eid, title in NOT_YET]
     rows = rows[:2] + sorted(rows[2:], key=lambda r: ORDER.index(r.split("|")[1].strip()))
     text = "\n".join(lines + rows + [""] + sections)
