@@ -102,7 +102,11 @@ def _weak_strength(s: dict) -> tuple[str, str]:
     by = sorted(at.items(), key=lambda kv: kv[1]["acc_weak"])
     meas = "; ".join(f"{n} (weak {a['acc_weak']:.3f}, gap to recover {a['upper'] - a['nopwd']:.3f}): {_ci(a)}"
                      for n, a in by)
+    by = [(n, a) for n, a in by if a.get("lock_separated", True)]  # no gap, no fraction of it
+    if len(by) < 2:
+        return meas, "inconclusive (fewer than two locks with a password gap)"
     weakest, strongest = by[0][1], by[-1][1]
+    meas += f" (compared: {by[0][0]} and {by[-1][0]}; locks with a password gap < {0.1} left out)"
     if strongest["gap_recovered_ci95"][0] > weakest["gap_recovered_mean"]:
         return meas, "reproduced"
     if strongest["gap_recovered_ci95"][1] < weakest["gap_recovered_mean"]:
