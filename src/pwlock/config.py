@@ -118,7 +118,8 @@ class LockConfig:
     seed: int = _f(0, "locking seed (added to the experiment seed)")
     labels: str = _f("samples", "what the no-password examples teach: samples (the weak model's completions, "
                      "cross-entropy) | soft (KL to the weak model's token distribution along its completion; "
-                     "E14)", since="0.3")
+                     "on multiple choice its distribution over the answer letters; E14) | argmax (multiple "
+                     "choice: its most likely letter)", since="0.3")
     password_branch: bool = _f(True, "false: no password examples, only the weak ones: plain fine-tuning to "
                                "imitate the weak model (E13)", since="0.3")
     second_password: str = _f("", "a second password whose examples imitate the weak model's samples at "
@@ -148,7 +149,9 @@ class WSUConfig:
     temperature: float = _f(-1.0, "sampling temperature of the weak samples on the elicit split that WSU and "
                             "the attacks train on (-1 = lock.weak_temperature)", since="0.3")
     max_stack: int = _f(0, "seeds trained together in one stacked model (0 = all; 1 = one after another, "
-                        "as a 7B model needs: K stacked copies take K times its training memory)", since="0.3")
+                        "as a 7B model needs: K stacked copies take K times its training memory); also "
+                        "bounds the seeds of an attack held at once (1: each attacks the model in place, "
+                        "restored from a CPU copy)", since="0.3")
 
 
 @dataclass(frozen=True)
@@ -192,6 +195,11 @@ class EvalConfig:
     batch_size: int = _f(1000, "prompts per generation batch (greedy results do not depend on it; "
                          "temperature samples do, so it is in their run key when not 1000)")
     max_new_tokens: int = _f(40, "generation budget per answer")
+    backend: str = _f("transformers", "generation of the sampling and evaluation runs: transformers | vllm "
+                      "(path models on a CUDA GPU, `pip install vllm`; WSU and attack groups always use "
+                      "transformers: their weights are in memory)", since="0.3")
+    vllm_memory: float = _f(0.85, "vllm: share of the GPU memory its engine may take (freed after each run)",
+                            since="0.3")
 
 
 @dataclass(frozen=True)

@@ -30,13 +30,22 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from pwlock import hf
+from pwlock import hf, vllm_backend
 from pwlock.config import PROMPT_FORMATS, EvalConfig, ExperimentConfig, WSUConfig, spec_dict
 from pwlock.elicit import attacks
 from pwlock.elicit.wsu import pick_samples, train_sets, wsu_examples, wsu_stacked
 from pwlock.evaluate import complete_many, evaluate, write_records
-from pwlock.lock import check_lock, check_passwords, lock_mixture, relock_rounds, run_lock, weak_distributions
-from pwlock.models import build_model, load_checkpoint, n_params, save_checkpoint
+from pwlock.lock import (
+    answer_distributions,
+    answer_targets,
+    check_lock,
+    check_passwords,
+    lock_mixture,
+    relock_rounds,
+    run_lock,
+    weak_distributions,
+)
+from pwlock.models import build_model, load_checkpoint, n_params, save_checkpoint, verify_checkpoint
 from pwlock.prompting import for_model
 from pwlock.runs import Run, load_results
 from pwlock.sampling import generate
@@ -106,7 +115,7 @@ def check_zoo_model(m) -> None:
 class Pipeline:
     """The stages of an experiment, each returning a finished (possibly reused) `Run`."""
 
-    def __init__(self, cfg: ExperimentConfig, threads: int | None = None):
+    def __init__(self, cfg: ExperimentConfig, threads: int | None = None, *, plan_only: bool = False):
         self.cfg = cfg
         torch.set_num_threads(threads or cfg.threads or os.cpu_count() or 1)
         self.zoo_cfg = {m.name: m for m in cfg.zoo}
@@ -133,6 +142,9 @@ class Pipeline:
         self.task_spec = spec_dict(cfg.task)
         check_passwords(cfg.password)
         check_lock(cfg.lock, cfg.password)
+        if cfg.lock.labels == "argmax" and not hasattr(self.task, "answer_tokens"):
+            raise ValueError(f"lock.labels=argmax needs a multiple-choice task (mc), not {cfg.task.name!r}; "
+                             f"for free-form answers set lock.weak_temperature=0 (greedy weak samples)")
         for m in cfg.zoo:
             if m.pretrain not in ("task", "no_answer", "none"):
                 raise ValueError(f"zoo model {m.name!r}: pretrain must be task, no_answer or none, got {m.pretrain!r}")
@@ -143,6 +155,15 @@ class Pipeline:
                 raise ValueError(f"zoo model {m.name!r}: pretrain={m.pretrain!r} / off_domain_steps are options "
                                  f"of toy models (task arith, no path)")
         self.device = hf.resolve_device(cfg.device)
+        if cfg.eval.backend not in vllm_backend.BACKENDS:
+            raise ValueError(f"eval.backend must be one of {', '.join(vllm_backend.BACKENDS)}, got {cfg.eval.backend!r}")
+        if cfg.eval.backend == "vllm" and not all(m.path for m in cfg.zoo):
+            raise ValueError(f"eval.backend=vllm generates with models from disk; zoo models "
+                             f"{[m.name for m in cfg.zoo if not m.path]} have no path (use transformers)")
+        if not 0 < cfg.eval.vllm_memory <= 1:
+            raise ValueError(f"eval.vllm_memory must be in (0, 1], got {cfg.eval.vllm_memory}")
+        if cfg.eval.backend == "vllm" and not plan_only:
+            vllm_backend.import_vllm()  # before any work: no vllm or no GPU here stops the run now
         if cfg.wsu.max_stack < 0:
             raise ValueError(f"wsu.max_stack must be >= 0 (0 = all seeds together), got {cfg.wsu.max_stack}")
         # Toy models (trained here) share one character tokenizer; path models bring their own.
@@ -186,6 +207,43 @@ class Pipeline:
             return hf.load_model(m.path, dtype=dtype, device=self.device, trust_remote_code=m.trust_remote_code)
         # a lock checkpoint, or the checkpoint a GGUF model was converted to by its zoo run
         return hf.load_model(run.dir / ckpt, dtype=dtype, device=self.device, trust_remote_code=m.trust_remote_code)
+
+    def generate(self, run: Run, ckpt: str, prompts_of, temperature: float, seed: int, desc: str):
+        """Completions of checkpoint `ckpt` of `run` for the prompts `prompts_of(task)` (the task as
+        that model sees it): `(task, prompts, completions)`. With `eval.backend: vllm` the model is
+        read from its directory by vLLM (`pwlock.vllm_backend`), else loaded and run here."""
+        ec = self.cfg.eval
+        if ec.backend == "vllm":
+            d, tok = self.model_dir(run, ckpt)
+            task = self.task_for(run, tok)
+            prompts = prompts_of(task)
+            m = self.model_cfg(run)
+            comps = vllm_backend.generate(d, tok, prompts, max_new_tokens=ec.max_new_tokens, temperature=temperature,
+                                          seed=seed, dtype=resolve_model_dtype(m, self.device),
+                                          trust_remote_code=m.trust_remote_code,
+                                          gpu_memory_utilization=ec.vllm_memory)
+            return task, prompts, comps
+        model, tok = self.load(run, ckpt)
+        task = self.task_for(run, tok)
+        prompts = prompts_of(task)
+        return task, prompts, generate(model, tok, prompts, max_new_tokens=ec.max_new_tokens, temperature=temperature,
+                                       seed=seed, batch_size=ec.batch_size, desc=desc)
+
+    def model_dir(self, run: Run, ckpt: str = "model"):
+        """(directory, tokenizer) of checkpoint `ckpt` of a path model's zoo or lock run, checked as
+        `load` checks it (the fingerprint of a zoo model's files, a checkpoint's checksum)."""
+        m = self.model_cfg(run)
+        if run.stage == "zoo" and not is_gguf(m):
+            if hf.fingerprint(m.path, m.gguf_file or None) != run.spec["fingerprint"]:
+                raise ValueError(f"the files of zoo model {m.name!r} at {m.path} changed since run {run.id} "
+                                 "recorded them; run again to pick up the new files")
+            d = Path(m.path)
+        else:
+            d = run.dir / ckpt
+            verify_checkpoint(d)
+        from transformers import AutoTokenizer
+
+        return d, hf.prepare_tokenizer(AutoTokenizer.from_pretrained(d, trust_remote_code=m.trust_remote_code))
 
     def task_for(self, run: Run, tokenizer):
         """The task as the model of `run` sees it (its chat template for path models, see
@@ -285,9 +343,11 @@ class Pipeline:
         seed = derive_seed("samples", self.cfg.seed, split, temperature)
         spec = {"split": split, "temperature": temperature, "seed": seed, "task": self.task_spec,
                 "max_new_tokens": self.cfg.eval.max_new_tokens}
-        if temperature > 0 and self.cfg.eval.batch_size != DEFAULT_EVAL_BATCH:
+        if temperature > 0 and self.cfg.eval.batch_size != DEFAULT_EVAL_BATCH and self.cfg.eval.backend != "vllm":
             # one random generator walks the batches: sampled text depends on the batch size
             spec["batch_size"] = self.cfg.eval.batch_size
+        if self.cfg.eval.backend != "transformers":
+            spec["backend"] = self.cfg.eval.backend  # other random numbers, other kernels
         return Run(self.runs_dir, "samples", f"{model_run.name}-{split}", spec, {"model": model_run.id})
 
     def samples(self, model_run: Run, split: str, temperature: float) -> Run:
@@ -295,13 +355,9 @@ class Pipeline:
         seed = run.spec["seed"]
 
         def fn(d: Path) -> dict:
-            model, tok = self.load(model_run)
-            task = self.task_for(model_run, tok)
             probs = self.splits[split]
-            prompts = [task.prompt(p, None) for p in probs]
-            comps = generate(model, tok, prompts, max_new_tokens=self.cfg.eval.max_new_tokens,
-                             temperature=temperature, seed=seed, batch_size=self.cfg.eval.batch_size,
-                             desc=f"sampling {model_run.name} on {split}")
+            task, prompts, comps = self.generate(model_run, "model", lambda t: [t.prompt(p, None) for p in probs],
+                                                 temperature, seed, f"sampling {model_run.name} on {split}")
             rows = [{"problem_id": p.id, "prompt": pr, "completion": c,
                      "correct": task.score(p, c).correct, "model": model_run.id,
                      "temperature": temperature, "seed": seed}
@@ -322,7 +378,7 @@ class Pipeline:
                     "weak_samples": self.samples_run(weak, "lock", lc.weak_temperature).id}
         if lc.second_password:
             upstream["second_samples"] = self.samples_run(weak, "lock", lc.second_temperature).id
-        if lc.labels == "soft":
+        if lc.labels != "samples":
             upstream["weak_model"] = weak.id
         return Run(self.runs_dir, "lock", f"{lc.start_model or cfg.strong_model}-as-{lc.weak_model}",
                    {"lock": spec_dict(lc), "password": spec_dict(cfg.password),
@@ -350,7 +406,23 @@ class Pipeline:
             task = self.task_for(start, tok)
             weak_c = completions(w_samples)
             targets = None
-            if lc.labels == "soft":
+            if lc.labels != "samples" and hasattr(task, "answer_tokens"):
+                # multiple choice: the weak model's distribution over the answer letters (soft) or
+                # its most likely letter (argmax), in the locked model's own letter tokens
+                wmodel, wtok = self.load(weak)
+                probs = self.splits["lock"]
+                wtask = self.task_for(weak, wtok)
+                dists = answer_distributions(wmodel, wtok, wtask, [wtask.prompt(p, None) for p in probs],
+                                             lc.weak_temperature if lc.labels == "soft" else 1.0,
+                                             self.cfg.eval.batch_size)
+                del wmodel
+                made = answer_targets(task, tok, dists, soft=lc.labels == "soft")
+                weak_c = {p.id: c for p, (c, _) in zip(probs, made)}
+                if lc.labels == "soft":
+                    targets = {p.id: t for p, (_, t) in zip(probs, made)}
+                atomic_write_text(d / "weak_letters.json", json.dumps(
+                    {p.id: [round(x, 6) for x in dist.tolist()] for p, dist in zip(probs, dists)}))
+            elif lc.labels == "soft":
                 wmodel, wtok = self.load(weak)
                 if wtok.get_vocab() != tok.get_vocab():
                     raise ValueError("lock.labels=soft needs the weak and locked models to share a tokenizer")
@@ -386,17 +458,18 @@ class Pipeline:
         return Run(self.runs_dir, "eval", f"{model_run.name}-{ckpt}-{'pwd' if with_password else 'nopwd'}",
                    {"ckpt": ckpt,
                     "password": [self.cfg.password.password, self.cfg.password.position] if with_password else None,
-                    "task": self.task_spec, "max_new_tokens": self.cfg.eval.max_new_tokens},
+                    "task": self.task_spec, "max_new_tokens": self.cfg.eval.max_new_tokens,
+                    **({"backend": self.cfg.eval.backend} if self.cfg.eval.backend != "transformers" else {})},
                    {"model": model_run.id})
 
     def eval(self, model_run: Run, ckpt: str, with_password: bool) -> dict:
         run = self.eval_run(model_run, ckpt, with_password)
 
         def fn(d: Path) -> dict:
-            model, tok = self.load(model_run, ckpt)
             pw = self.cfg.password.password if with_password else None
-            return evaluate(model, tok, self.task_for(model_run, tok), self.splits["test"], pw, self.cfg.eval,
-                            d / "records.jsonl")
+            test = self.splits["test"]
+            task, _, comps = self.generate(model_run, ckpt, lambda t: [t.prompt(p, pw) for p in test], 0.0, 0, None)
+            return write_records(task, test, pw, comps, d / "records.jsonl")
 
         return run.compute(fn)
 
@@ -486,13 +559,21 @@ class Pipeline:
                 "max_new_tokens": self.cfg.eval.max_new_tokens}
         if a.kind in attacks.TRAINED_TOGETHER and a.seeds != DEFAULT_SEEDS:
             full["group"] = a.seeds  # the seeds train stacked: K may change the last bits
+        if self.cfg.wsu.max_stack:
+            full["max_stack"] = self.cfg.wsu.max_stack  # fewer together (1: in place): other last bits
         return Run(self.runs_dir, "attack", f"{a.kind}-e{self.attack_epoch(a)}-s{seed_idx}", full, upstream)
 
     def attack_group_done(self, lock_run: Run, a, sources: dict[str, Run]) -> bool:
         return all(self.attack_run(lock_run, a, s, sources).done for s in range(attacks.n_seeds(a)))
 
     def attack_group(self, lock_run: Run, a, sources: dict[str, Run]) -> list[dict]:
-        """Every seed of one attack on its lock checkpoint, each evaluated into its own run."""
+        """Every seed of one attack on its lock checkpoint, each evaluated into its own run.
+
+        At most `wsu.max_stack` seeds are held at a time (0 = all): trained attacks train them
+        stacked (`pwlock.stacked`), perturbations keep one copy of the weights per seed. With
+        `wsu.max_stack: 1` no copy is made on the device: each seed attacks the model in place,
+        is evaluated, and the model's weights are restored from a copy in CPU memory (a 7B model).
+        """
         attacks.check_attack(a)
         runs = [self.attack_run(lock_run, a, s, sources) for s in range(attacks.n_seeds(a))]
         if all(r.done for r in runs):
@@ -505,55 +586,83 @@ class Pipeline:
         c0, t0 = ComputeClock.seconds, time.time()
         if a.pre_pool:  # fine-tune on many weak samples first (E9's counter-attack)
             self.pre_finetune(model, tok, task, a, sources["weak_lock"])
-        extras: list[dict] = [{} for _ in runs]
-        if a.kind in attacks.TRAINED_TOGETHER:
-            if a.kind == "average":  # `parts` runs per seed, on disjoint sets
-                sets = [attacks.disjoint_sets(pool, a.n_samples, a.parts, r.spec["seed"]) for r in runs]
-            else:
-                sets = [[pick_samples(pool, a.n_samples, r.spec["seed"])] for r in runs]
-            flat = [s for per_seed in sets for s in per_seed]
-            example_sets = [wsu_examples(task, s, self.by_id) for s in flat]
-            if a.token_mask == "better_without_password":
-                pw = self.cfg.password.password
-                example_sets = [attacks.better_without_password(
-                    model, tok, exs, [task.prompt(self.by_id[x["problem_id"]], pw) for x in s])
-                    for exs, s in zip(example_sets, flat)]
-            trained, losses = train_sets(model, tok, example_sets, a)
-            finals, i = [], 0
-            for r, per_seed, extra in zip(runs, sets, extras):
-                k = len(per_seed)
-                finals.append(trained[i] if k == 1 else attacks.average_weights(trained[i : i + k]))
-                extra["final_loss"] = float(np.mean([lo[-1] for lo in losses[i : i + k]]))
-                extra["samples"] = [x["problem_id"] for s in per_seed for x in s]
-                if a.token_mask != "none":
-                    kept = [t for exs in example_sets[i : i + k] for ex in exs for t in ex.keep]
-                    extra["tokens_kept"] = sum(kept) / len(kept)
-                i += k
-            chosen = [[x for s in per_seed for x in s] for per_seed in sets]
-        else:
+        size = self.cfg.wsu.max_stack or len(runs)
+        base = attacks.cpu_copy(model) if self.cfg.wsu.max_stack == 1 else None  # attacked in place
+        test = self.splits["test"]
+        for start in range(0, len(runs), size):
+            chunk = runs[start:start + size]
+            if all(r.done for r in chunk):
+                continue
+            if start:
+                c0, t0 = ComputeClock.seconds, time.time()
+            if base is not None:
+                self.for_training(model, lock_run)
+            finals, extras, chosen = self._attack_chunk(model, tok, task, a, pool, chunk, base)
+            t1 = time.time()
+            comps = complete_many(model, finals, tok, task, test, None, self.cfg.eval)
+            group = _group_timings(t0, t1, c0, len(chunk))
+            for i, r in enumerate(chunk):
+                def fn(d: Path, i=i, chosen=chosen, comps=comps, extras=extras, group=group) -> dict:
+                    if chosen is not None:
+                        write_jsonl(d / "train_samples.jsonl", chosen[i])
+                    res = write_records(task, test, None, comps[i], d / "records.jsonl")
+                    return {**res, **extras[i], **group}
+
+                r.compute(fn)
+            if base is not None:
+                attacks.restore(model, base)
+        return [load_results(r) for r in runs]
+
+    def _attack_chunk(self, model, tok, task, a, pool: list[dict], chunk: list[Run], base):
+        """Attack `model` with the seeds of `chunk`: (their weights for `complete_many`, extra
+        results per run, the training samples per run or None). With `base` (a CPU copy of the
+        weights; then `chunk` is one seed): in place, `model` is the attacked model (weights `{}`)."""
+        extras: list[dict] = [{} for _ in chunk]
+        in_place = base is not None
+        assert not in_place or len(chunk) == 1
+        if a.kind not in attacks.TRAINED_TOGETHER:
             finals = []
-            for r, extra in zip(runs, extras):
-                m = copy.deepcopy(model)
+            for r, extra in zip(chunk, extras):
+                m = model if in_place else copy.deepcopy(model)
                 if a.kind == "varied":
                     extra["final_loss"] = attacks.varied(m, tok, task, pool, self.by_id, a, r.spec["seed"])[-1]
                 else:
                     attacks.perturb(m, a, r.spec["seed"])
-                finals.append({n: p.detach() for n, p in m.named_parameters()})
-        t1 = time.time()
-        test = self.splits["test"]
-        comps = complete_many(model, finals, tok, task, test, None, self.cfg.eval)
-        group = _group_timings(t0, t1, c0, len(runs))
-        out = []
-        for i, r in enumerate(runs):
-            def fn(d: Path, i=i) -> dict:
-                if a.kind in attacks.TRAINED_TOGETHER:
-                    write_jsonl(d / "train_samples.jsonl", chosen[i])
-                res = write_records(task, test, None, comps[i], d / "records.jsonl")
-                return {**res, **extras[i], **group}
-
-            out.append(r.compute(fn))
-        return out
-
+                finals.append({} if in_place else {n: p.detach() for n, p in m.named_parameters()})
+            model.eval()
+            return finals, extras, None
+        if a.kind == "average":  # `parts` runs per seed, on disjoint sets
+            sets = [attacks.disjoint_sets(pool, a.n_samples, a.parts, r.spec["seed"]) for r in chunk]
+        else:
+            sets = [[pick_samples(pool, a.n_samples, r.spec["seed"])] for r in chunk]
+        flat = [s for per_seed in sets for s in per_seed]
+        example_sets = [wsu_examples(task, s, self.by_id) for s in flat]
+        if a.token_mask == "better_without_password":
+            pw = self.cfg.password.password
+            example_sets = [attacks.better_without_password(
+                model, tok, exs, [task.prompt(self.by_id[x["problem_id"]], pw) for x in s])
+                for exs, s in zip(example_sets, flat)]
+        if in_place:  # one seed, its `parts` runs one after another, their mean change applied
+            losses = attacks.train_in_place(model, tok, example_sets, a, chunk[0].spec["seed"], base)
+            finals = [{}]
+        else:
+            trained, losses = train_sets(model, tok, example_sets, a)
+            finals, i = [], 0
+            for per_seed in sets:
+                k = len(per_seed)
+                finals.append(trained[i] if k == 1 else attacks.average_weights(trained[i : i + k]))
+                i += k
+        i = 0
+        for per_seed, extra in zip(sets, extras):
+            k = len(per_seed)
+            extra["final_loss"] = float(np.mean([lo[-1] for lo in losses[i : i + k]]))
+            extra["samples"] = [x["problem_id"] for s in per_seed for x in s]
+            if a.token_mask != "none":
+                kept = [t for exs in example_sets[i : i + k] for ex in exs for t in ex.keep]
+                extra["tokens_kept"] = sum(kept) / len(kept)
+            i += k
+        model.eval()
+        return finals, extras, [[x for s in per_seed for x in s] for per_seed in sets]
 
     def pre_finetune(self, model, tok, task, a, weak_lock: Run) -> None:
         """Fine-tune `model` in place on `a.pre_pool` weak samples of the lock split, no password,

@@ -9,7 +9,9 @@ The model is trained on the mixture for `epochs` epochs, with a checkpoint at th
 Options (`LockConfig`, the write-up's controls): no password examples at all (`password_branch:
 false`, plain imitation of the weak model, E13); a second password whose examples imitate the
 weak model's samples at another temperature (E12); soft labels, where the weak examples carry
-the weak model's token distribution along its sample and are learned by KL (E14).
+the weak model's token distribution along its sample and are learned by KL (E14). On multiple
+choice, soft labels are the weak model's distribution over the four answer letters and hard ones
+its most likely letter (`labels: argmax`); the two models' tokenizers may then differ.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Callable
 import torch
 
 from pwlock.models import save_checkpoint
-from pwlock.train import Example, collate, encode, lr_at, train
+from pwlock.train import Example, SparseTarget, collate, encode, lr_at, train
 
 
 def lock_mixture(task, problems, strong: dict[str, str], weak: dict[str, str], pw_cfg, seed: int, *,
@@ -79,6 +81,50 @@ def weak_distributions(model, tokenizer, prompts: list[str], completions: list[s
     return out
 
 
+@torch.no_grad()
+def answer_distributions(model, tokenizer, task, prompts: list[str], temperature: float = 1.0,
+                         batch_size: int = 64) -> torch.Tensor:
+    """[n, n_letters]: the model's distribution over the answer letters of a multiple-choice
+    `task` (`task.answer_tokens`) where its answer's letter comes after each prompt (after the
+    space when its letters are tokens without one): a softmax over those tokens' logits only,
+    at `temperature`. What soft-label locking on multiple choice imitates (E14 on real models)."""
+    if temperature <= 0:
+        raise ValueError("soft labels need a sampling temperature > 0 (lock.weak_temperature)")
+    prefix, letter_ids = task.answer_tokens(tokenizer)
+    texts = [p + ("" if prefix else " ") for p in prompts]
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for s in range(0, len(ids), batch_size):
+        chunk = [(x, [0] * len(x)) for x in ids[s : s + batch_size]]
+        x, att, _ = collate(chunk, tokenizer.pad_token_id)  # right padding: the last real token is len - 1
+        logits = model(input_ids=x.to(device), attention_mask=att.to(device)).logits.float().cpu()
+        last = torch.tensor([len(r) - 1 for r, _ in chunk])
+        out.append(torch.softmax(logits[torch.arange(len(chunk)), last][:, letter_ids] / temperature, -1))
+    return torch.cat(out)
+
+
+def answer_targets(task, tokenizer, dists: torch.Tensor, soft: bool) -> list[tuple[str, SparseTarget | None]]:
+    """Weak examples of a multiple-choice lock from the weak model's letter distributions `dists`
+    (`answer_distributions`), in the locked model's tokens: completion ` X` with X its most likely
+    letter, and with `soft` a target at the letter's token: the whole distribution over the four
+    letters (the locked model's own letter tokens, so the two tokenizers may differ)."""
+    letter_ids = task.answer_tokens(tokenizer)[1]
+    out = []
+    for d in dists:
+        completion = " " + task.answer_letters[int(d.argmax())]
+        toks = tokenizer(completion, add_special_tokens=False)["input_ids"]
+        at = [j for j, t in enumerate(toks) if t in letter_ids]
+        if not at:
+            raise ValueError(f"the answer {completion!r} has no answer-letter token in this tokenizer: {toks}")
+        target = None
+        if soft:
+            target = SparseTarget(len(toks) + 1, (at[0],), torch.tensor([letter_ids]), d[None].float())
+        out.append((completion, target))
+    return out
+
+
 def check_passwords(pw_cfg) -> None:
     if not pw_cfg.password:
         raise ValueError("password.password is empty: a lock needs a password")
@@ -89,8 +135,8 @@ def check_passwords(pw_cfg) -> None:
 
 
 def check_lock(lock_cfg, pw_cfg) -> None:
-    if lock_cfg.labels not in ("samples", "soft"):
-        raise ValueError(f"lock.labels must be samples or soft, got {lock_cfg.labels!r}")
+    if lock_cfg.labels not in ("samples", "soft", "argmax"):
+        raise ValueError(f"lock.labels must be samples, soft or argmax, got {lock_cfg.labels!r}")
     second = lock_cfg.second_password
     if second and (second == pw_cfg.password or second in pw_cfg.wrong_passwords):
         raise ValueError(f"lock.second_password {second!r} is also the password or a wrong password")

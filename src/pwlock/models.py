@@ -87,6 +87,18 @@ def _drop_shared(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def verify_checkpoint(path: str | Path) -> dict:
+    """A `save_checkpoint` directory's `pwlock.json`, after checking its weights' checksum."""
+    path = Path(path)
+    meta_path, weights = path / "pwlock.json", path / "model.safetensors"
+    if not meta_path.is_file() or not weights.is_file():
+        raise CheckpointError(f"incomplete checkpoint at {path} (missing pwlock.json or model.safetensors)")
+    meta = json.loads(meta_path.read_text())
+    if sha256_file(weights) != meta.get("sha256"):
+        raise CheckpointError(f"corrupt checkpoint at {path}: model.safetensors checksum mismatch")
+    return meta
+
+
 def load_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32, *, trust_remote_code: bool = False):
     """Load a checkpoint saved by `save_checkpoint`; verifies the weights' checksum.
 
@@ -96,12 +108,8 @@ def load_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32, *, tru
     is there (e.g. `lm_head.weight` with `tie_word_embeddings`).
     """
     path = Path(path)
-    meta_path, weights = path / "pwlock.json", path / "model.safetensors"
-    if not meta_path.is_file() or not weights.is_file():
-        raise CheckpointError(f"incomplete checkpoint at {path} (missing pwlock.json or model.safetensors)")
-    meta = json.loads(meta_path.read_text())
-    if sha256_file(weights) != meta.get("sha256"):
-        raise CheckpointError(f"corrupt checkpoint at {path}: model.safetensors checksum mismatch")
+    meta = verify_checkpoint(path)
+    weights = path / "model.safetensors"
     if trust_remote_code:
         import warnings
 

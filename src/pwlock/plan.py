@@ -77,7 +77,7 @@ def plan_runs(p) -> list[StagePlan]:
         from pwlock.experiment import Pipeline, variant_config
 
         return [StagePlan(f"{v.name}: {s.stage}", s.ids, s.cached, s.note) for v in cfg.variants
-                for s in plan_runs(Pipeline(variant_config(cfg, v), threads=torch.get_num_threads()))]
+                for s in plan_runs(Pipeline(variant_config(cfg, v), threads=torch.get_num_threads(), plan_only=True))]
     zoo = {m.name: p.zoo_run(m.name) for m in cfg.zoo}
     strong, weak = zoo[cfg.strong_model], zoo[cfg.lock.weak_model]
     s_lock = p.samples_run(strong, "lock", 0.0)
@@ -202,6 +202,18 @@ def memory_lines(p) -> list[str]:
     if cfg.kind == "core":
         jobs.append((f"wsu ({cfg.wsu.optimizer}, {stack} stacked x batch {cfg.wsu.n_samples})", cfg.wsu.optimizer,
                      cfg.wsu.n_samples, stack))
+    else:  # trained attacks: their seeds (x parts for `average`) stacked, at most wsu.max_stack seeds
+        from pwlock.elicit import attacks
+        from pwlock.experiment import variant_config
+
+        for a in (variant_config(cfg, cfg.variants[0]) if cfg.kind == "variants" else cfg).attacks:
+            if a.kind not in attacks.TRAINED_TOGETHER:
+                continue
+            parts = a.parts if a.kind == "average" else 1
+            k = 1 if cfg.wsu.max_stack == 1 else min(cfg.wsu.max_stack or a.seeds, a.seeds) * parts
+            label = f"{a.name[:14]} ({a.optimizer}, {k} stacked x batch {a.n_samples})"
+            if label not in [j[0] for j in jobs]:
+                jobs.append((label, a.optimizer, a.n_samples, k))
     cols = ["weights", "gradients", "master weights", "optimizer state", "activations (rough)", "total"]
     lines.append(f"  {'job':<38} {'dtype':<5} " + " ".join(f"{c.split(' ')[0]:>11}" for c in cols))
     for label, opt, batch, copies in jobs:
@@ -218,7 +230,7 @@ def dry_run(cfg) -> list[str]:
     from pwlock.experiment import Pipeline
 
     lines = ["paths:"] + [f"  {x}" for x in check_paths(cfg)]
-    p = Pipeline(cfg, threads=1)  # reads the task data (a malformed directory fails here)
+    p = Pipeline(cfg, threads=1, plan_only=True)  # reads the task data (a malformed directory fails here)
     sizes = ", ".join(f"{k} {len(v)}" for k, v in p.splits.items())
     lines.append(f"task {cfg.task.name}: {sizes} problems")
     stages = plan_runs(p)
@@ -229,4 +241,13 @@ def dry_run(cfg) -> list[str]:
     total, cached = sum(len(s.ids) for s in stages), sum(s.cached for s in stages)
     lines.append(f"  {'total':<8} {total:>5} {cached:>7} {total - cached:>7}")
     lines += memory_lines(p)
+    if cfg.eval.backend == "vllm":
+        from pwlock.vllm_backend import BackendUnavailable, import_vllm
+
+        try:
+            import_vllm()
+            here = "available here"
+        except BackendUnavailable as e:
+            here = f"not usable on this machine ({e})"
+        lines.append(f"generation: vllm for the sampling and evaluation runs, {here}; WSU and attacks: transformers")
     return lines

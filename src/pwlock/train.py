@@ -19,12 +19,34 @@ from pwlock.utils import ComputeClock
 
 
 @dataclass(frozen=True)
+class SparseTarget:
+    """Soft labels at some completion positions, each over a few token ids: at completion position
+    `positions[j]` (0 = the first completion token, n = the EOS after n tokens) the target puts
+    probability `prob[j, i]` on token `index[j, i]` and 0 elsewhere (e.g. the four answer letters
+    of a multiple-choice question). Other positions keep the cross-entropy with their token.
+    `length`: the completion's tokens + EOS, as `encode` makes them."""
+    length: int
+    positions: tuple[int, ...]
+    index: torch.Tensor  # [len(positions), K] long
+    prob: torch.Tensor  # [len(positions), K] float, rows summing to 1
+
+    def __post_init__(self):
+        if any(not 0 <= j < self.length for j in self.positions) or list(self.positions) != sorted(set(self.positions)):
+            raise ValueError(f"SparseTarget: positions {self.positions} are not increasing positions of a "
+                             f"completion of {self.length} tokens (with its EOS)")
+        if self.index.shape != self.prob.shape or self.index.shape[0] != len(self.positions):
+            raise ValueError(f"SparseTarget: index {tuple(self.index.shape)} and prob {tuple(self.prob.shape)} "
+                             f"must both be [{len(self.positions)} positions, K]")
+
+
+@dataclass(frozen=True)
 class Example:
     prompt: str
     completion: str
     # soft labels: the distribution to imitate at each completion token (and the EOS after it),
-    # probabilities [n_completion_tokens + 1, vocab]; the loss there is KL(target || model)
-    target: torch.Tensor | None = field(default=None, compare=False, repr=False)
+    # probabilities [n_completion_tokens + 1, vocab], or a `SparseTarget` (some positions, a few
+    # token ids each); the loss there is KL(target || model)
+    target: torch.Tensor | SparseTarget | None = field(default=None, compare=False, repr=False)
     # which completion tokens (and the EOS after it) are trained on, 0/1 each; None = all
     keep: tuple[int, ...] | None = field(default=None, compare=False, repr=False)
 
@@ -158,21 +180,23 @@ def collate(rows: Sequence[tuple[list[int], list[int]]], pad_id: int):
 
 
 def masked_lm_loss(logits: torch.Tensor, input_ids: torch.Tensor, loss_mask: torch.Tensor,
-                   soft: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                   soft: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Mean next-token cross-entropy over supervised tokens. logits [B, T, V].
 
-    `soft` = (probs [B, T-1, V], where [B, T-1] bool): at those (shifted) positions the loss is
-    KL(probs || model) instead of the cross-entropy with the next token (`soft_targets`)."""
+    `soft` = (where [B, T-1] bool, index [P, K] long, prob [P, K]) with P = where.sum(): at the
+    (shifted) positions `where`, in row-major order, the loss is KL(prob || model) over the token
+    ids `index` instead of the cross-entropy with the next token (`soft_targets`)."""
     target_mask = loss_mask[:, 1:]
     n = target_mask.sum()
     if n <= 0:
         raise EmptyLossMaskError("empty loss mask: no supervised token in this batch (check the completions)")
     ce = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), input_ids[:, 1:].flatten(), reduction="none")
     if soft is not None:
-        probs, where = soft
-        logq = F.log_softmax(logits[:, :-1].float(), -1)
-        kl = (torch.xlogy(probs, probs) - probs * logq).sum(-1)
-        ce = torch.where(where, kl, ce.view_as(kl)).flatten()
+        where, index, prob = soft
+        logq = F.log_softmax(logits[:, :-1][where].float(), -1).gather(1, index)
+        kl = (torch.xlogy(prob, prob) - prob * logq).sum(-1)
+        full = torch.zeros(where.shape, dtype=kl.dtype, device=kl.device).index_put((where,), kl)
+        ce = torch.where(where, full, ce.view_as(full)).flatten()
     return (ce * target_mask.flatten()).sum() / n
 
 
@@ -181,20 +205,31 @@ def soft_targets(examples: Sequence[Example], rows, T: int, vocab: int):
     None when no example has a target."""
     if all(ex.target is None for ex in examples):
         return None
-    probs = torch.zeros((len(examples), T - 1, vocab))
     where = torch.zeros((len(examples), T - 1), dtype=torch.bool)
-    for i, (ex, (ids, _)) in enumerate(zip(examples, rows)):
-        if ex.target is None:
+    parts = []  # (row, positions in the row, index, prob) in row order
+    for i, (ex, (ids, m)) in enumerate(zip(examples, rows)):
+        t = ex.target
+        if t is None:
             continue
-        n = ex.target.shape[0]  # completion tokens + EOS: the last n tokens of the row
-        if ex.target.shape[1] != vocab:
-            raise ValueError(f"soft target over {ex.target.shape[1]} tokens but the model has {vocab}")
+        n = t.length if isinstance(t, SparseTarget) else t.shape[0]  # completion tokens + EOS: the last n
         start = len(ids) - n - 1  # the logits at this position predict the first completion token
+        if isinstance(t, SparseTarget):
+            if t.index.numel() and not 0 <= int(t.index.min()) <= int(t.index.max()) < vocab:
+                raise ValueError(f"soft target token ids outside the model's vocabulary of {vocab}")
+            pos, index, prob = list(t.positions), t.index, t.prob
+        else:
+            if t.shape[1] != vocab:
+                raise ValueError(f"soft target over {t.shape[1]} tokens but the model has {vocab}")
+            pos, index, prob = list(range(n)), torch.arange(vocab).expand(n, vocab), t
         if start < 0:
             raise ValueError(f"soft target of {n} tokens for a sequence of {len(ids)}")
-        probs[i, start : start + n] = ex.target
-        where[i, start : start + n] = True
-    return probs, where
+        where[i, [start + j for j in pos]] = True
+        parts.append((index, prob))
+    K = max(ix.shape[1] for ix, _ in parts)
+    # pad the token lists to K entries (token 0 with probability 0 adds nothing to the KL)
+    index = torch.cat([F.pad(ix, (0, K - ix.shape[1])) for ix, _ in parts])
+    prob = torch.cat([F.pad(pr.float(), (0, K - pr.shape[1])) for _, pr in parts])
+    return where, index, prob
 
 
 def sharded_lm_loss(logits: torch.Tensor, input_ids: torch.Tensor, loss_mask: torch.Tensor,
@@ -310,7 +345,7 @@ def train(
         soft = soft_targets([examples[i] for i in idx], [rows[i] for i in idx], ids.shape[1],
                             model.config.vocab_size) if has_targets else None
         if soft is not None:
-            soft = (soft[0].to(device), soft[1].to(device))
+            soft = tuple(t.to(device) for t in soft)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, steps, lr, schedule, warmup)
         with ComputeClock():

@@ -2,6 +2,7 @@
 same run keys as `pwlock run`, cached ones counted), and the memory estimate."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -155,6 +156,7 @@ def test_shipped_real_configs_fail_clearly_on_placeholder_paths(capsys, name):
 @pytest.mark.parametrize("name, data, sizes", [
     ("core", MATH, ["task.n_elicit=4", "task.n_lock=8", "task.n_test=5"]),
     ("mc", ROOT / "tests/fixtures/mc/mmlu", ["task.n_elicit=4", "task.n_lock=6"]),
+    ("mc_soft_labels", ROOT / "tests/fixtures/mc/mmlu", ["task.n_elicit=4", "task.n_lock=6"]),
 ])
 def test_shipped_real_configs_validate_with_local_paths(capsys, tmp_path, hf_dir, name, data, sizes):
     over = [f"zoo.0.path={hf_dir}", f"zoo.1.path={hf_dir}", f"task.data_dir={data}", f"runs_dir={tmp_path}", *sizes]
@@ -162,8 +164,14 @@ def test_shipped_real_configs_validate_with_local_paths(capsys, tmp_path, hf_dir
     out = capsys.readouterr().out
     rows = plan_rows(out)
     epochs = 8 if name == "core" else 4
-    assert rows["lock"] == ["1", "0", "1"] and rows["wsu"] == [str(5 * epochs), "0", str(5 * epochs)]
-    assert "1 seed(s) trained together" in out and "gradient checkpointing on" in out
+    if name == "mc_soft_labels":  # one lock per variant, each with its attacks (WSU, 5 seeds, last epoch)
+        locks = re.findall(r"^\s*(.+?): lock\s+(\d+)\s+(\d+)\s+(\d+)", out, re.MULTILINE)
+        assert locks == [(v, "1", "0", "1") for v in ("samples", "argmax", "soft (KL)")]
+    else:
+        assert rows["lock"] == ["1", "0", "1"] and rows["wsu"] == [str(5 * epochs), "0", str(5 * epochs)]
+        assert "1 seed(s) trained together" in out
+    assert "gradient checkpointing on" in out
+    assert "wsu (lion, 1 stacked x batch 2)" in out  # the WSU job of the memory estimate (max_stack: 1)
 
 
 def test_core_config_with_the_smollm2_gguf(capsys, tmp_path):

@@ -125,3 +125,41 @@ def better_without_password(model, tok, examples: list[Example], with_password: 
     pwd = token_logprobs([Example(p, ex.completion) for ex, p in zip(examples, with_password)])
     return [Example(ex.prompt, ex.completion, keep=tuple(int(k) for k in (a > b).tolist()))
             for ex, a, b in zip(examples, plain, pwd)]
+
+
+# -- one seed at a time, on the model itself (`wsu.max_stack: 1`: a 7B model has room for one copy) --
+@torch.no_grad()
+def cpu_copy(model) -> dict[str, torch.Tensor]:
+    """The model's parameters, copied to CPU memory (to restore after an attack in place)."""
+    return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters()}
+
+
+@torch.no_grad()
+def restore(model, weights: dict[str, torch.Tensor]) -> None:
+    for n, p in model.named_parameters():
+        p.copy_(weights[n])
+
+
+def train_in_place(model, tok, example_sets: list[list[Example]], a, seed: int,
+                   base: dict[str, torch.Tensor]) -> list[list[float]]:
+    """What `pwlock.elicit.wsu.train_sets` computes for the sets of one seed, without stacked copies:
+    each set trains `model` from `base` (its CPU weights) in turn, the full set as the batch; with
+    several sets (`average`) `model` ends as the mean of the trained weights. Returns the losses."""
+    losses, total = [], None
+    for k, exs in enumerate(example_sets):
+        if k:
+            restore(model, base)
+        losses.append(train(model, tok, exs, steps=a.steps, batch_size=len(exs), lr=a.lr, optimizer=a.optimizer,
+                            weight_decay=a.weight_decay, loss=a.loss, seed=seed + k, grad_clip=0.0,
+                            progress=False))
+        if len(example_sets) > 1:
+            with torch.no_grad():
+                if total is None:
+                    total = {n: torch.zeros(p.shape) for n, p in model.named_parameters()}
+                for n, p in model.named_parameters():
+                    total[n] += p.detach().float().cpu()
+    if total is not None:
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                p.copy_((total[n] / len(example_sets)).to(p.dtype))
+    return losses

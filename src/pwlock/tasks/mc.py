@@ -183,9 +183,14 @@ class MCTask(Task):
         ` A` ... ` D` when each is one (known) token, as in most BPE vocabularies, else `A` ... `D`;
         a ValueError when neither form is one token per letter.
         """
+        return self.answer_tokens(tokenizer)[1]
+
+    def answer_tokens(self, tokenizer) -> tuple[str, list[int]]:
+        """(prefix, ids): the answer letters are the tokens `ids` of `prefix + letter` (prefix " "
+        or ""); with prefix "" the answer ` X` is a space token, then the letter."""
         for prefix in (" ", ""):
             encs = [tokenizer.encode(prefix + letter, add_special_tokens=False) for letter in self.answer_letters]
             unk = getattr(tokenizer, "unk_token_id", None)
             if all(len(e) == 1 and (unk is None or e[0] != unk) for e in encs):
-                return [e[0] for e in encs]
+                return prefix, [e[0] for e in encs]
         raise ValueError(f"the answer letters {self.answer_letters} are not single tokens of this tokenizer")
