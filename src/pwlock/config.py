@@ -181,6 +181,9 @@ class AttackConfig:
                        "pre_epochs epochs with the lock's lr, batch size and optimizer, then attack "
                        "(E9's counter-attack; 0 = no fine-tuning first)", since="0.3")
     pre_epochs: int = _f(2, "epochs of that fine-tuning", since="0.3")
+    until_loss: float = _f(0.0, "wsu/demos/average: train each run until its per-token loss on its samples is "
+                           "<= this (a memorization criterion, E6), at most `steps` steps; the steps taken "
+                           "are in the results (0 = always `steps` steps)", since="0.3")
 
 
 @dataclass(frozen=True)

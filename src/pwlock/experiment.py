@@ -657,6 +657,9 @@ class Pipeline:
             k = len(per_seed)
             extra["final_loss"] = float(np.mean([lo[-1] for lo in losses[i : i + k]]))
             extra["samples"] = [x["problem_id"] for s in per_seed for x in s]
+            if a.until_loss:
+                extra["steps_taken"] = float(np.mean([len(lo) for lo in losses[i : i + k]]))
+                extra["memorized"] = float(np.mean([lo[-1] <= a.until_loss for lo in losses[i : i + k]]))
             if a.token_mask != "none":
                 kept = [t for exs in example_sets[i : i + k] for ex in exs for t in ex.keep]
                 extra["tokens_kept"] = sum(kept) / len(kept)

@@ -62,9 +62,24 @@ def _by_n(s: dict) -> dict:
                                                              kv[1]["params"]["n_samples"])))
 
 
+def _steps(a: dict) -> str:
+    """'N steps' taken on average to the memorization criterion (and the share that met it)."""
+    n = sum(a["steps_taken"]) / len(a["steps_taken"])
+    return f"{n:.0f} steps" + ("" if a["memorized"] == 1 else f" ({a['memorized']:.0%} of runs memorized)")
+
+
 def _n_samples(s: dict) -> tuple[str, str]:
-    at = _by_n(s)
-    meas = "; ".join(f"{n}: {_ci(a)}" for n, a in at.items())
+    """Judged on the runs trained to a memorization criterion (`until_loss`) when there are any."""
+    every = _by_n(s)
+    mem = {n: a for n, a in every.items() if a["params"].get("until_loss")}
+    fixed = {n: a for n, a in every.items() if n not in mem}
+    meas = "; ".join(f"{n}: {_ci(a)}" for n, a in fixed.items())
+    if mem:
+        limit = next(iter(mem.values()))["params"]["until_loss"]
+        meas = ((f"fixed {next(iter(fixed.values()))['params']['steps']} steps: {meas}; " if fixed else "")
+                + f"trained until the per-token loss is <= {limit:g} (judged on these): "
+                + "; ".join(f"{n}: {_ci(a)} after {_steps(a)}" for n, a in mem.items()))
+    at = mem or fixed
     names = list(at)
     first, last = at[names[0]], at[names[-1]]
     if _pos(first) and last["gap_recovered_ci95"][1] < first["gap_recovered_mean"]:
@@ -252,6 +267,7 @@ CATALOGUE = [
      "reproduced if varied samples have no CI above 0"),
     ("E6", "n_samples", "number of samples",
      "Memorizing more samples together (e.g. 64) gives a smaller effect than 2.", _n_samples,
+     "on the runs trained to the memorization criterion when there are any, else the fixed-step ones: "
      "reproduced if n=2 has a CI above 0 and the largest n's CI is below n=2's mean"),
     ("E15", "strong_demos", "standard elicitation",
      "(Baseline, not a claim of the write-up) SFT on a few strong demonstrations recovers the gap.",

@@ -236,6 +236,11 @@ def summarize_attacks(df: pd.DataFrame, cfg) -> dict:
                  "acc_seeds": [float(x) for x in un.mean(1)],
                  "params": {k: getattr(a, k) for k in ("n_samples", "pool", "steps", "lr", "optimizer", "scale",
                                                        "weight_decay", "parts", "token_mask", "pre_pool", "pre_epochs")}}
+        if getattr(a, "until_loss", 0.0):  # trained to a memorization criterion (E6): the steps it took
+            entry["params"]["until_loss"] = a.until_loss
+            res = [json.loads((Path(cfg.runs_dir) / r / "run.json").read_text())["results"] for r in g.run]
+            entry["steps_taken"] = [r["steps_taken"] for r in res]
+            entry["memorized"] = float(np.mean([r["memorized"] for r in res]))
         entry.update(gap_bootstrap(_bits(lk["_np"]), _bits(lk["_pw"]), un))
         gap = lk["acc_upper"] - lk["acc_locked_nopwd"]
         entry["lock_separated"] = bool(gap >= MIN_GAP)  # else the fraction of the gap means little
@@ -257,12 +262,18 @@ def attack_verdict(name: str, s: dict) -> str:
 
 
 def attacks_table(summary: dict) -> str:
-    lines = ["| attack | kind | epoch | seeds | accuracy (mean) | gap recovered | 95% CI | best seed |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    steps = any("steps_taken" in s for s in summary["attacks"].values())
+    lines = ["| attack | kind | epoch | seeds | accuracy (mean) | gap recovered | 95% CI | best seed |"
+             + (" steps taken (memorized) |" if steps else ""),
+             "|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if steps else "")]
     for name, s in summary["attacks"].items():
-        lines.append(f"| {name} | {s['kind']} | {s['epoch']} | {s['n_seeds']} | {s['acc_mean']:.3f} "
-                     f"| {s['gap_recovered_mean']:+.3f} | {fmt_ci(s['gap_recovered_ci95'])} "
-                     f"| {s['best_seed_gap_recovered']:+.3f} |")
+        row = (f"| {name} | {s['kind']} | {s['epoch']} | {s['n_seeds']} | {s['acc_mean']:.3f} "
+               f"| {s['gap_recovered_mean']:+.3f} | {fmt_ci(s['gap_recovered_ci95'])} "
+               f"| {s['best_seed_gap_recovered']:+.3f} |")
+        if steps:
+            row += (f" {np.mean(s['steps_taken']):.0f} ({s['memorized']:.0%}) |" if "steps_taken" in s
+                    else f" {s['params']['steps']} (fixed) |")
+        lines.append(row)
     return "\n".join(lines)
 
 

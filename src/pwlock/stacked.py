@@ -58,11 +58,16 @@ def train_stacked(
     weight_decay: float = 0.0,
     loss: str = "completion",
     desc: str | None = None,
+    until_loss: float = 0.0,
 ) -> tuple[list[dict[str, torch.Tensor]], list[list[float]]]:
     """Train K = len(example_sets) copies of `model`, copy k on all of `example_sets[k]` each step.
 
     `model` is not modified. Returns each copy's final parameters (name -> tensor, as in
     `model.named_parameters()`) and each copy's per-step losses.
+
+    `until_loss` > 0: copy k stops after the first step whose loss is <= `until_loss` (that
+    step's update applied, as `pwlock.train.train` does when `on_step` says stop); its weights
+    stay as they are while the others go on. Its losses then end at that step.
     """
     K = len(example_sets)
     if K == 0:
@@ -104,16 +109,27 @@ def train_stacked(
     losses: list[list[float]] = [[] for _ in range(K)]
     was_training = model.training
     model.train()
+    done = torch.zeros(K, dtype=torch.bool, device=device)  # copies that met `until_loss`: frozen
     with _eager_attention(model):
         for _ in tqdm(range(steps), desc=desc, disable=desc is None, leave=False, mininterval=1.0):
             with ComputeClock():
                 grads, values = step_fn(tuple(p.detach().to(dt) for p, dt in zip(stacked, dtypes)), ids, lm)
                 for p, g in zip(stacked, grads):
                     p.grad = g.to(p.dtype)
+                kept = [p.detach()[done].clone() for p in stacked] if bool(done.any()) else None
                 opt.step()
+                if kept is not None:  # runs that met `until_loss` keep their weights
+                    with torch.no_grad():
+                        for p, f in zip(stacked, kept):
+                            p[done] = f
                 values = values.tolist()
             for k, v in enumerate(values):
-                losses[k].append(v)
+                if not done[k]:
+                    losses[k].append(v)
+            if until_loss > 0:
+                done |= torch.tensor([v <= until_loss for v in values], device=device)
+                if bool(done.all()):
+                    break
     model.train(was_training)
     finals = [{n: p[k].detach().to(dt).clone() for n, p, dt in zip(names, stacked, dtypes)} for k in range(K)]
     return finals, losses

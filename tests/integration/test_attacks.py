@@ -18,6 +18,7 @@ attacks:
   - {name: identity, kind: scale, scale: 1.0}
   - {name: no decay, kind: decay, weight_decay: 0.0}
   - {name: halved, kind: scale, scale: 0.5, epoch: 1}
+  - {name: memorized, kind: wsu, n_samples: 2, steps: 400, lr: 3.0e-3, seeds: 2, until_loss: 0.3}
 """
 
 
@@ -32,7 +33,12 @@ def test_attacks_experiment(tmp_path):
         assert (out / f).is_file(), f
     s = json.loads((out / "summary.json").read_text())
     at = s["attacks"]
-    assert set(at) == {"wsu", "demos", "varied", "noise", "identity", "no decay", "halved"}
+    assert set(at) == {"wsu", "demos", "varied", "noise", "identity", "no decay", "halved", "memorized"}
+    # trained to the memorization criterion: stopped at it, each seed after its own number of steps
+    mem = at["memorized"]
+    assert mem["params"]["until_loss"] == 0.3 and mem["memorized"] == 1.0 and "until_loss" not in at["wsu"]["params"]
+    assert all(1 <= n < 400 for n in mem["steps_taken"])
+    assert "steps taken (memorized)" in (out / "report.md").read_text()
     assert at["wsu"]["n_seeds"] == 2 and at["identity"]["n_seeds"] == 1
     locked = s["locked"]["2"]
     # identity controls change nothing, to the last problem

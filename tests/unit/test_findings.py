@@ -28,3 +28,25 @@ def test_seed1_only_results_are_reported_with_their_verdict(tmp_path):
         "masked": _attack("wsu", 0.25, 0.1, 0.4, token_mask="better_without_password")}}))
     row = next(x for x in write_findings(tmp_path / "results", tmp_path / "f.md").splitlines() if x.startswith("| E11"))
     assert "inconclusive" in row
+
+
+def test_e6_is_judged_on_the_memorized_runs_when_there_are_any(tmp_path):
+    d = tmp_path / "results" / "n_samples"
+    d.mkdir(parents=True)
+    fixed = {"n=2": _attack("wsu", 0.3, 0.1, 0.5, steps=200),
+             "n=64": _attack("wsu", 0.25, 0.1, 0.4, n_samples=64, steps=200)}  # fixed steps: inconclusive
+
+    def row(attacks):  # the table row's verdict and the section's measurement
+        (d / "summary.json").write_text(json.dumps({"attacks": attacks}))
+        text = write_findings(tmp_path / "results", tmp_path / "findings.md")
+        section = text.split("## E6")[1].split("## ")[0]
+        return next(line for line in text.splitlines() if line.startswith("| E6")) + section
+
+    assert "| not reproduced |" in row(fixed)
+    mem = {"n=2 mem": {**_attack("wsu", 0.3, 0.1, 0.5, steps=800, until_loss=0.02), "steps_taken": [40, 60],
+                       "memorized": 1.0},
+           "n=64 mem": {**_attack("wsu", 0.0, -0.1, 0.1, n_samples=64, steps=800, until_loss=0.02),
+                        "steps_taken": [300, 800], "memorized": 0.5}}
+    r = row({**fixed, **mem})
+    assert "| reproduced |" in r and "trained until the per-token loss is <= 0.02" in r
+    assert "n=2 mem: +30.0% (95% CI +10.0% to +50.0%) after 50 steps" in r and "550 steps (50% of runs memorized)" in r

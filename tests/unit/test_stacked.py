@@ -35,3 +35,31 @@ def test_stacked_leaves_the_model_alone_and_checks_inputs(tok, tiny_model):
     assert tiny_model.config._attn_implementation == "sdpa"
     with pytest.raises(ValueError, match="same number of examples"):
         train_stacked(tiny_model, tok, [SETS[0], SETS[1][:1]], steps=1, lr=1e-3)
+
+
+def test_until_loss_stops_each_run_where_train_stops_alone(tok, tiny_model):
+    """Memorization criterion (E6): each stacked run stops after its first step with loss <= the
+    limit and keeps those weights, exactly as one run trained alone with `on_step` says stop."""
+    from pwlock.config import AttackConfig
+    from pwlock.elicit.attacks import memorized
+
+    full, curves = train_stacked(tiny_model, tok, SETS, steps=60, lr=3e-3)
+    # a limit that at least two runs reach by step 30, at different steps; halfway between two
+    # observed losses, so rounding differences between stacked and alone never straddle it
+    t = sorted(c[29] for c in curves)[1]
+    limit = (t + min(x for c in curves for x in c if x > t)) / 2
+    a = AttackConfig(steps=60, lr=3e-3, until_loss=limit)
+    finals, losses = train_stacked(tiny_model, tok, SETS, steps=60, lr=3e-3, until_loss=limit)
+    taken = [len(lo) for lo in losses]
+    assert len(set(taken)) > 1 and min(taken) < 60  # they stopped, at different steps
+    for k, exs in enumerate(SETS):
+        m = copy.deepcopy(tiny_model)
+        ref = train(m, tok, exs, steps=60, batch_size=len(exs), lr=3e-3, grad_clip=0.0, progress=False,
+                    on_step=memorized(a))
+        assert len(ref) == taken[k] and losses[k] == pytest.approx(ref, rel=1e-4, abs=1e-5)
+        assert ref[-1] <= limit or taken[k] == 60
+        assert all(x > limit for x in ref[:-1])  # the first step at the limit
+        for n, p in m.named_parameters():
+            assert torch.allclose(finals[k][n], p, atol=2e-5), f"run {k}: {n} differs"
+        if taken[k] < 60:  # frozen after its stop: not where 60 steps would have taken it
+            assert not all(torch.allclose(finals[k][n], full[k][n], atol=1e-4) for n in finals[k])

@@ -11,6 +11,8 @@ Every attack maps (locked model, attack config, seed) to a new model, in place:
   weight decay of `steps` optimizer steps without any gradient (E4);
 - `average`: `parts` WSU runs, each on its own n weak samples (disjoint), trained together; the
   attacked model is the base plus the mean of their weight changes (E7).
+Option `until_loss` (wsu, demos, average): train each run until its per-token loss is at most
+that (memorized, E6), `steps` at most; the results say how many steps it took.
 Option `token_mask: better_without_password` (wsu, demos, average): train only on the
 completion tokens that the locked model predicts better without the password than with it (E11).
 """
@@ -44,6 +46,9 @@ def check_attack(a) -> None:
         raise ValueError(f"attack {a.name!r}: token_mask applies to {', '.join(TRAINED_TOGETHER)}, not {a.kind}")
     if a.kind in ("wsu", "demos", "varied", "average") and (a.steps < 1 or a.n_samples < 1):
         raise ValueError(f"attack {a.name!r}: {a.kind} needs steps >= 1 and n_samples >= 1")
+    if a.until_loss < 0 or (a.until_loss and a.kind not in TRAINED_TOGETHER):
+        raise ValueError(f"attack {a.name!r}: until_loss must be >= 0 and applies to "
+                         f"{', '.join(TRAINED_TOGETHER)}, not {a.kind}")
     if a.kind in ("noise",) and a.scale <= 0:
         raise ValueError(f"attack {a.name!r}: noise needs scale > 0 (the noise std / tensor std)")
     if a.kind == "scale" and a.scale <= 0:
@@ -127,6 +132,12 @@ def better_without_password(model, tok, examples: list[Example], with_password: 
             for ex, a, b in zip(examples, plain, pwd)]
 
 
+def memorized(a):
+    """`train`'s `on_step` that stops at `a.until_loss` (None: all `a.steps` steps)."""
+    limit = getattr(a, "until_loss", 0.0)
+    return (lambda step, loss: loss <= limit) if limit > 0 else None
+
+
 # -- one seed at a time, on the model itself (`wsu.max_stack: 1`: a 7B model has room for one copy) --
 @torch.no_grad()
 def cpu_copy(model) -> dict[str, torch.Tensor]:
@@ -151,7 +162,7 @@ def train_in_place(model, tok, example_sets: list[list[Example]], a, seed: int,
             restore(model, base)
         losses.append(train(model, tok, exs, steps=a.steps, batch_size=len(exs), lr=a.lr, optimizer=a.optimizer,
                             weight_decay=a.weight_decay, loss=a.loss, seed=seed + k, grad_clip=0.0,
-                            progress=False))
+                            progress=False, on_step=memorized(a)))
         if len(example_sets) > 1:
             with torch.no_grad():
                 if total is None:

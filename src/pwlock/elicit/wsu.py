@@ -38,4 +38,5 @@ def train_sets(model, tokenizer, example_sets: list[list[Example]], wsu_cfg):
     """One run per example set, trained together with `wsu_cfg`'s steps, lr, optimizer and loss."""
     return train_stacked(model, tokenizer, example_sets, steps=wsu_cfg.steps, lr=wsu_cfg.lr,
                          optimizer=wsu_cfg.optimizer, loss=wsu_cfg.loss,
-                         weight_decay=getattr(wsu_cfg, "weight_decay", 0.0))
+                         weight_decay=getattr(wsu_cfg, "weight_decay", 0.0),
+                         until_loss=getattr(wsu_cfg, "until_loss", 0.0))
