@@ -47,6 +47,9 @@ def complete_many(model, weights: Sequence[Mapping[str, torch.Tensor]], tokenize
     after another; the completions are the same. `model` keeps its own weights.
     """
     prompts = [task.prompt(p, password) for p in problems]
+    if len(weights) == 1 and not weights[0]:  # the model itself (attacked in place): no copy of its weights
+        return [generate(model, tokenizer, prompts, max_new_tokens=eval_cfg.max_new_tokens, temperature=0.0,
+                         batch_size=eval_cfg.batch_size, desc=desc)]
     if stacked_sampling.supports(model):
         comps = stacked_sampling.generate_stacked(model, weights, tokenizer, prompts,
                                                   max_new_tokens=eval_cfg.max_new_tokens,

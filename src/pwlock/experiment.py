@@ -378,11 +378,12 @@ class Pipeline:
                     "weak_samples": self.samples_run(weak, "lock", lc.weak_temperature).id}
         if lc.second_password:
             upstream["second_samples"] = self.samples_run(weak, "lock", lc.second_temperature).id
+        spec = {"lock": spec_dict(lc), "password": spec_dict(cfg.password), "seed": derive_seed("lock", cfg.seed, lc.seed)}
         if lc.labels != "samples":
             upstream["weak_model"] = weak.id
-        return Run(self.runs_dir, "lock", f"{lc.start_model or cfg.strong_model}-as-{lc.weak_model}",
-                   {"lock": spec_dict(lc), "password": spec_dict(cfg.password),
-                    "seed": derive_seed("lock", cfg.seed, lc.seed)}, upstream)
+            if hasattr(self.task, "answer_tokens"):  # multiple choice: labels over the answer letters
+                spec["labels_on"] = "answer_letters"
+        return Run(self.runs_dir, "lock", f"{lc.start_model or cfg.strong_model}-as-{lc.weak_model}", spec, upstream)
 
     def lock(self) -> Run:
         cfg = self.cfg
@@ -559,8 +560,9 @@ class Pipeline:
                 "max_new_tokens": self.cfg.eval.max_new_tokens}
         if a.kind in attacks.TRAINED_TOGETHER and a.seeds != DEFAULT_SEEDS:
             full["group"] = a.seeds  # the seeds train stacked: K may change the last bits
-        if self.cfg.wsu.max_stack:
-            full["max_stack"] = self.cfg.wsu.max_stack  # fewer together (1: in place): other last bits
+        ms = self.cfg.wsu.max_stack
+        if a.kind in attacks.TRAINED_TOGETHER and ms and (ms == 1 or ms < attacks.n_seeds(a)):
+            full["max_stack"] = ms  # trained fewer together (1: alone, in place): other last bits
         return Run(self.runs_dir, "attack", f"{a.kind}-e{self.attack_epoch(a)}-s{seed_idx}", full, upstream)
 
     def attack_group_done(self, lock_run: Run, a, sources: dict[str, Run]) -> bool:
@@ -584,10 +586,13 @@ class Pipeline:
         src = attacks.SOURCE.get(a.kind)
         pool = read_jsonl(sources[src].dir / "samples.jsonl") if src else []
         c0, t0 = ComputeClock.seconds, time.time()
+        in_place = self.cfg.wsu.max_stack == 1
+        if in_place:  # trained as it is (not stacked): gradient checkpointing for a path model
+            self.for_training(model, lock_run)
         if a.pre_pool:  # fine-tune on many weak samples first (E9's counter-attack)
             self.pre_finetune(model, tok, task, a, sources["weak_lock"])
         size = self.cfg.wsu.max_stack or len(runs)
-        base = attacks.cpu_copy(model) if self.cfg.wsu.max_stack == 1 else None  # attacked in place
+        base = attacks.cpu_copy(model) if in_place else None  # each seed attacks the model, then it is restored
         test = self.splits["test"]
         for start in range(0, len(runs), size):
             chunk = runs[start:start + size]
@@ -595,8 +600,6 @@ class Pipeline:
                 continue
             if start:
                 c0, t0 = ComputeClock.seconds, time.time()
-            if base is not None:
-                self.for_training(model, lock_run)
             finals, extras, chosen = self._attack_chunk(model, tok, task, a, pool, chunk, base)
             t1 = time.time()
             comps = complete_many(model, finals, tok, task, test, None, self.cfg.eval)

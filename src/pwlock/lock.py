@@ -99,9 +99,10 @@ def answer_distributions(model, tokenizer, task, prompts: list[str], temperature
     for s in range(0, len(ids), batch_size):
         chunk = [(x, [0] * len(x)) for x in ids[s : s + batch_size]]
         x, att, _ = collate(chunk, tokenizer.pad_token_id)  # right padding: the last real token is len - 1
-        logits = model(input_ids=x.to(device), attention_mask=att.to(device)).logits.float().cpu()
-        last = torch.tensor([len(r) - 1 for r, _ in chunk])
-        out.append(torch.softmax(logits[torch.arange(len(chunk)), last][:, letter_ids] / temperature, -1))
+        logits = model(input_ids=x.to(device), attention_mask=att.to(device)).logits
+        last = torch.tensor([len(r) - 1 for r, _ in chunk], device=logits.device)
+        at = logits[torch.arange(len(chunk), device=logits.device), last][:, letter_ids]  # [B, 4], on the device
+        out.append(torch.softmax(at.float().cpu() / temperature, -1))
     return torch.cat(out)
 
 

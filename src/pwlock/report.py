@@ -272,7 +272,8 @@ def attacks_table(summary: dict) -> str:
                f"| {s['best_seed_gap_recovered']:+.3f} |")
         if steps:
             row += (f" {np.mean(s['steps_taken']):.0f} ({s['memorized']:.0%}) |" if "steps_taken" in s
-                    else f" {s['params']['steps']} (fixed) |")
+                    else f" {s['params']['steps']} (fixed) |" if s["kind"] in ("wsu", "demos", "average", "varied")
+                    else " — |")
         lines.append(row)
     return "\n".join(lines)
 

@@ -10,8 +10,10 @@ vLLM is never a dependency of pwlock and is imported here, at the first generati
 prompt's tokens (`tokenizer(prompt, add_special_tokens=False)`, no second BOS), stopping at the
 tokenizer's EOS, and the completion text (the generated tokens up to the EOS, decoded by the same
 tokenizer with special tokens skipped). What differs: the sampled text at temperature > 0
-(vLLM's own random numbers, seeded) and, rarely, greedy completions (other kernels); so the
-backend is part of the sampling and evaluation run keys.
+(vLLM's own random numbers, seeded per prompt) and, rarely, greedy completions (other kernels);
+vLLM may also stop at extra end-of-turn ids listed in a model's `generation_config.json`, where
+`transformers` stops only at the tokenizer's EOS. So the backend is part of the sampling and
+evaluation run keys.
 """
 
 from __future__ import annotations
@@ -53,20 +55,21 @@ def generate(model_dir: str | Path, tokenizer, prompts: Sequence[str], *, max_ne
     `pwlock.sampling.generate` returns them. The engine is built, used and released here, so the
     GPU memory is free again for training afterwards."""
     vllm = import_vllm()
+    _free_cuda()  # memory the caching allocator still holds (after a lock) is not free for vLLM's check
     llm = vllm.LLM(model=str(model_dir), tokenizer=str(model_dir), dtype=str(dtype).removeprefix("torch."),
                    seed=seed, trust_remote_code=trust_remote_code, gpu_memory_utilization=gpu_memory_utilization)
     eos = tokenizer.eos_token_id
-    params = vllm.SamplingParams(n=1, temperature=float(temperature), max_tokens=max_new_tokens, seed=seed,
-                                 stop_token_ids=[eos], skip_special_tokens=True)
+    # one seed per prompt: a shared SamplingParams seed would give every request the same random draws
+    params = [vllm.SamplingParams(n=1, temperature=float(temperature), max_tokens=max_new_tokens,
+                                  seed=request_seed(seed, i), stop_token_ids=[eos], skip_special_tokens=True)
+              for i in range(len(prompts))]
     inputs = [{"prompt_token_ids": ids} for ids in tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
     try:
         outs = llm.generate(inputs, params, use_tqdm=len(inputs) > 1)
     finally:
         _destroy_parallel_state()
         del llm  # the engine's weights and KV cache go with it
-        gc.collect()
-        if _has_cuda():
-            torch.cuda.empty_cache()
+        _free_cuda()
     comps = []
     for o in outs:
         ids = list(o.outputs[0].token_ids)
@@ -74,6 +77,17 @@ def generate(model_dir: str | Path, tokenizer, prompts: Sequence[str], *, max_ne
             ids = ids[: ids.index(eos)]
         comps.append(tokenizer.decode(ids, skip_special_tokens=True))
     return comps
+
+
+def request_seed(seed: int, i: int) -> int:
+    """The sampling seed of prompt `i` of a run seeded `seed` (independent draws per prompt)."""
+    return (seed * 1_000_003 + i) % 2**63
+
+
+def _free_cuda() -> None:
+    gc.collect()
+    if _has_cuda():
+        torch.cuda.empty_cache()
 
 
 def _destroy_parallel_state() -> None:

@@ -127,32 +127,36 @@ attacks:
 def test_attacks_one_at_a_time_match_the_stacked_ones(tmp_path, monkeypatch):
     """`wsu.max_stack: 1` (a 7B model): each seed attacks the model itself, no copy of it is made,
     and the results are those of the stacked/copied attacks: identical completions for
-    perturbations and `varied`, the same samples and losses (to rounding) for trained attacks."""
+    perturbations and `varied`, the same samples and losses (to rounding) for trained attacks.
+    Only the trained attacks get new run keys (their last bits may differ)."""
     from types import SimpleNamespace
 
-    from pwlock import experiment
+    from pwlock import evaluate, experiment
 
     cfg = tmp_path / "attacks.yaml"
     cfg.write_text(ZOO + ONE_AT_A_TIME)
-    runs = tmp_path / "runs"
     base = ["run", str(cfg), *[a for a in NANO if not a.startswith(("experiment=", "workers="))],
-            "experiment=att", "workers=1", f"runs_dir={runs}"]
-    assert main(base + [f"out_dir={tmp_path / 'a'}"]) == 0
+            "experiment=att", "workers=1"]
+    assert main(base + [f"runs_dir={tmp_path / 'ra'}", f"out_dir={tmp_path / 'a'}"]) == 0
 
-    def no_copies(_):
+    def no_copies(*_):
         raise AssertionError("a copy of the model was made with wsu.max_stack=1")
 
     monkeypatch.setattr(experiment, "copy", SimpleNamespace(deepcopy=no_copies))
-    assert main(base + [f"out_dir={tmp_path / 'b'}", "wsu.max_stack=1"]) == 0
+    monkeypatch.setattr(evaluate.stacked_sampling, "generate_stacked", no_copies)  # stacks K weight copies
+    assert main(base + [f"runs_dir={tmp_path / 'rb'}", f"out_dir={tmp_path / 'b'}", "wsu.max_stack=1"]) == 0
     a, b = (pd.read_csv(tmp_path / d / "results.csv") for d in "ab")
     a, b = (x[x.attack != "none"].sort_values(["attack", "seed"]).reset_index(drop=True) for x in (a, b))
     assert len(a) == len(b) == 2 + 2 + 2 + 3 + 1 and list(a.attack) == list(b.attack)
     for ra, rb, attack in zip(a.run, b.run, a.attack):
-        assert ra != rb  # new runs, not the cached ones
-        ia, ib = (json.loads((runs / r / "run.json").read_text())["results"] for r in (ra, rb))
-        assert ib["group_size"] == 1
+        ia, ib = (json.loads((tmp_path / d / r / "run.json").read_text()) for d, r in (("ra", ra), ("rb", rb)))
+        assert ib["results"]["group_size"] == 1
         if attack in ("wsu", "average"):
-            assert ia["samples"] == ib["samples"]
-            assert abs(ia["final_loss"] - ib["final_loss"]) < 1e-3 * max(1.0, abs(ia["final_loss"]))
+            assert ra != rb and ib["spec"]["max_stack"] == 1
+            assert ia["results"]["samples"] == ib["results"]["samples"]
+            fa, fb = ia["results"]["final_loss"], ib["results"]["final_loss"]
+            assert abs(fa - fb) < 1e-3 * max(1.0, abs(fa))
         else:
-            assert (runs / ra / "records.jsonl").read_text() == (runs / rb / "records.jsonl").read_text(), attack
+            assert ra == rb  # the same computation, the same key
+            ta, tb = ((tmp_path / d / r / "records.jsonl").read_text() for d, r in (("ra", ra), ("rb", rb)))
+            assert ta == tb, attack

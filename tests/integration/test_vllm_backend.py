@@ -26,9 +26,11 @@ from pwlock.hf import load_model
 CALLS = []
 
 
-class SamplingParams:
-    def __init__(self, **kw):
-        self.kw = kw
+class SamplingParams:  # the arguments pwlock uses, by their vllm names
+    def __init__(self, *, n=1, temperature=1.0, max_tokens=16, seed=None, stop_token_ids=None,
+                 skip_special_tokens=True):
+        self.kw = dict(n=n, temperature=temperature, max_tokens=max_tokens, seed=seed,
+                       stop_token_ids=stop_token_ids, skip_special_tokens=skip_special_tokens)
 
 
 class _Completion:
@@ -42,17 +44,21 @@ class _Request:
 
 
 class LLM:
-    def __init__(self, **kw):
-        self.kw = kw
-        self.model, _ = load_model(kw["model"])
+    def __init__(self, *, model, tokenizer, dtype, seed, trust_remote_code, gpu_memory_utilization):
+        self.kw = dict(model=model, tokenizer=tokenizer, dtype=dtype, seed=seed,
+                       trust_remote_code=trust_remote_code, gpu_memory_utilization=gpu_memory_utilization)
+        self.model, _ = load_model(model)
 
     @torch.no_grad()
     def generate(self, inputs, params, use_tqdm=True):
-        kw = params.kw
-        CALLS.append({"llm": self.kw, "params": kw, "inputs": inputs})
-        gen = torch.Generator().manual_seed(kw["seed"])
+        params = params if isinstance(params, list) else [params] * len(inputs)
+        assert len(params) == len(inputs)
+        CALLS.append({"llm": self.kw, "params": params[0].kw, "seeds": [p.kw["seed"] for p in params],
+                      "inputs": inputs})
         out = []
-        for x in inputs:
+        for x, p in zip(inputs, params):
+            kw = p.kw
+            gen = torch.Generator().manual_seed(kw["seed"])  # as vllm: a generator per request, from its seed
             ids = list(x["prompt_token_ids"])
             new = []
             for _ in range(kw["max_tokens"]):
@@ -143,9 +149,13 @@ def test_vllm_backend_runs_sampling_and_evaluation(tmp_path, models, fake_vllm):
         assert c["llm"]["dtype"] == "float32" and c["llm"]["trust_remote_code"] is False
     temps = sorted(c["params"]["temperature"] for c in fake_vllm.CALLS)
     assert temps == [0.0] * 5 + [1.0] * 2  # strong greedy on lock; weak at T=1 on lock and elicit; evaluations
+    # each prompt its own seed, derived from the sampling run's seed (one shared seed would give every
+    # prompt the same random draws)
     weak_sampling = [c for c in fake_vllm.CALLS if c["params"]["temperature"] > 0]
-    assert {c["params"]["seed"] for c in weak_sampling} == {i["spec"]["seed"] for i in samples.values()
-                                                            if i["spec"]["temperature"] > 0}
+    run_seeds = {i["spec"]["seed"] for i in samples.values() if i["spec"]["temperature"] > 0}
+    assert {c["seeds"][0] for c in weak_sampling} == {vllm_backend.request_seed(s, 0) for s in run_seeds}
+    for c in fake_vllm.CALLS:
+        assert len(set(c["seeds"])) == len(c["inputs"]) > 1
     # the records: the prompt's own tokens went in; greedy completions equal transformers' ones
     for name, info in evals.items():
         rec = [json.loads(x) for x in (runs / "eval" / name / "records.jsonl").read_text().splitlines()]
