@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from mc_models import CHARS, space_letter_tokenizer, tiny
+from tiny_llama import CHARS, space_letter_tokenizer, tiny
 
 from pwlock.cli import main
 from pwlock.models import save_checkpoint
@@ -19,10 +19,10 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 def models(tmp_path_factory):
     d = tmp_path_factory.mktemp("mc-models")
     strong_tok = space_letter_tokenizer()
-    tiny(strong_tok, 0).save_pretrained(d / "strong")
+    tiny(strong_tok, 0, layers=1).save_pretrained(d / "strong")
     strong_tok.save_pretrained(d / "strong")
     weak_tok = char_tokenizer(CHARS)
-    save_checkpoint(tiny(weak_tok, 1), weak_tok, d / "weak", {"source": "test"})
+    save_checkpoint(tiny(weak_tok, 1, layers=1), weak_tok, d / "weak", {"source": "test"})
     return d / "strong", d / "weak"
 
 

@@ -10,23 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors import safe_open
-from transformers import LlamaConfig, LlamaForCausalLM
+from tiny_llama import TEMPLATE, tiny
+from transformers import LlamaForCausalLM
 
 from pwlock.cli import main
 from pwlock.models import save_checkpoint
 from pwlock.tokenizer import char_tokenizer
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
-            "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
-
-
-def tiny(tok, seed):
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=2048,
-                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=None)
-    return LlamaForCausalLM(cfg).eval()
 
 
 @pytest.fixture(scope="module")

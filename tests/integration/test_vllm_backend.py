@@ -9,9 +9,8 @@ import string
 import textwrap
 
 import pytest
-import torch
-from test_path_models import FIXTURES, TEMPLATE
-from transformers import LlamaConfig, LlamaForCausalLM
+from test_path_models import FIXTURES
+from tiny_llama import TEMPLATE, tiny
 
 from pwlock import vllm_backend
 from pwlock.cli import main
@@ -73,14 +72,6 @@ class LLM:
             out.append(_Request(new))
         return out
 '''
-
-
-def tiny(tok, seed):
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=2048,
-                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=None)
-    return LlamaForCausalLM(cfg).eval()
 
 
 @pytest.fixture()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from mc_models import CHARS, space_letter_tokenizer, tiny
+from tiny_llama import CHARS, space_letter_tokenizer, tiny
 
 from pwlock.config import TaskConfig
 from pwlock.lock import answer_distributions, answer_targets
@@ -34,7 +34,7 @@ def test_the_two_tokenizers_spell_the_letters_differently():
 def test_answer_distributions_are_the_softmax_over_the_letters(mc):
     task, probs = mc
     tok = char_tokenizer(CHARS)
-    model = tiny(tok, 0)
+    model = tiny(tok, 0, layers=1)
     prompts = [task.prompt(p, None) for p in probs]
     dists = answer_distributions(model, tok, task, prompts, temperature=0.7, batch_size=3)
     assert dists.shape == (len(probs), 4)
@@ -68,7 +68,7 @@ def test_answer_targets_in_the_locked_models_tokens(mc):
 def test_sparse_target_loss_is_the_kl_over_the_letters_then_the_cross_entropy(mc):
     task, probs = mc
     tok = space_letter_tokenizer()
-    model = tiny(tok, 1)
+    model = tiny(tok, 1, layers=1)
     dists = torch.softmax(torch.randn(3, 4), -1)
     made = answer_targets(task, tok, dists, soft=True)
     exs = [Example(task.prompt(p, None), c, target=t) for p, (c, t) in zip(probs, made)]
@@ -97,7 +97,7 @@ def test_training_on_soft_letters_imitates_the_distribution_and_argmax_the_lette
     likely letter (argmax)."""
     task, probs = mc
     weak_tok, tok = char_tokenizer(CHARS), space_letter_tokenizer()
-    weak = tiny(weak_tok, 2)
+    weak = tiny(weak_tok, 2, layers=1)
     prompts = [task.prompt(p, None) for p in probs]
     target = answer_distributions(weak, weak_tok, task, prompts, temperature=0.5)
 
@@ -107,7 +107,7 @@ def test_training_on_soft_letters_imitates_the_distribution_and_argmax_the_lette
 
     out = {}
     for soft in (True, False):
-        model = tiny(tok, 3)
+        model = tiny(tok, 3, layers=1)
         before, _ = kl(model)
         exs = [Example(p, c, target=t) for p, (c, t) in zip(prompts, answer_targets(task, tok, target, soft))]
         train(model, tok, exs, steps=150, batch_size=len(exs), lr=1e-2, progress=False)

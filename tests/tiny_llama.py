@@ -1,6 +1,7 @@
-"""Two tiny Llama models' tokenizers that spell the answer letters differently (multiple-choice
-soft labels across tokenizers): characters only (` A` = space, `A`), and characters plus ` A` ...
-` D` as single tokens, as most BPE vocabularies have them."""
+"""Tiny random Llama models for the real-model path's tests, a chat template, and two tokenizers
+that spell multiple-choice answer letters differently (soft labels across tokenizers): characters
+only (` A` = space, `A`), and characters plus ` A` ... ` D` as single tokens, as most BPE
+vocabularies have them."""
 
 import string
 
@@ -8,6 +9,8 @@ import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
+            "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
 CHARS = string.ascii_letters + string.digits + string.punctuation + " \n"
 
 
@@ -23,9 +26,10 @@ def space_letter_tokenizer() -> PreTrainedTokenizerFast:
                                    padding_side="left")
 
 
-def tiny(tok, seed):
+def tiny(tok, seed: int, layers: int = 2) -> LlamaForCausalLM:
+    """A random Llama model (hidden 16) for tokenizer `tok`, in eval mode."""
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=1024,
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=layers,
+                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=2048,
                       pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=None)
     return LlamaForCausalLM(cfg).eval()
