@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedModel
 
-from pwlock.utils import atomic_write_text, sha256_file
+from pwlock.utils import atomic_path, atomic_write_text, sha256_file
 
 
 class CheckpointError(RuntimeError):
@@ -65,9 +65,8 @@ def save_checkpoint(model: PreTrainedModel, tokenizer, path: str | Path, meta: d
     if getattr(model.config, "tie_word_embeddings", False):
         state.pop("lm_head.weight", None)
     state = _drop_shared(state)
-    tmp = path / "model.safetensors.tmp"
-    save_file(state, str(tmp), metadata={"format": "pt"})
-    tmp.replace(path / "model.safetensors")
+    with atomic_path(path / "model.safetensors", fsync=False) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt"})
     info = dict(meta or {})
     info["sha256"] = sha256_file(path / "model.safetensors")
     atomic_write_text(path / "pwlock.json", json.dumps(info, indent=2))

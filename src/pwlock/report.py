@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pwlock.utils import atomic_write_text
+from pwlock.utils import atomic_path, atomic_write_text
 
 MIN_GAP = 0.1  # password gap below which the fraction of the gap recovered is not plotted
 CSV_COLUMNS = ["experiment", "model", "lock_epoch", "attack", "seed", "password", "n_test", "accuracy", "run"]
@@ -79,9 +79,8 @@ def write_results_csv(rows: list[dict], out_dir: Path) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     for col in ("lock_epoch", "seed"):
         df[col] = df[col].astype("Int64")
-    tmp = out_dir / "results.csv.tmp"
-    df[(["variant"] if "variant" in df else []) + CSV_COLUMNS].to_csv(tmp, index=False)
-    tmp.replace(out_dir / "results.csv")
+    with atomic_path(out_dir / "results.csv") as tmp:
+        df[(["variant"] if "variant" in df else []) + CSV_COLUMNS].to_csv(tmp, index=False)
     return df
 
 
@@ -89,10 +88,11 @@ def _save_figure(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)  # never a half-written figure
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_path(path) as tmp:  # never a half-written figure
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
 
 
 def plot_core(summary: dict, path: Path, title: str) -> None:

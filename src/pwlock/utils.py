@@ -7,6 +7,8 @@ import json
 import os
 import random
 import time
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable
 
@@ -31,22 +33,33 @@ class ComputeClock:
         return False
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write to a temporary name, fsync, then rename: readers never see a partial file."""
+@contextmanager
+def atomic_path(path: str | Path, *, fsync: bool = True):
+    """Yield a temporary path next to `path`; when the block ends without error, it replaces
+    `path` in one rename (readers never see a partial file), else it is removed. The temporary
+    name is unique (a random part), so several writers of one file (processes or threads) never
+    rename each other's file away; the last rename wins. It keeps `path`'s extension (`savefig`
+    reads it); the writer creates the file, with the usual permissions."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
+        if fsync:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as e:
         tmp.unlink(missing_ok=True)  # e.g. disk full: leave no partial file behind
         if isinstance(e, OSError) and e.filename is None:
             raise OSError(e.errno, e.strerror or str(e), str(path)) from e  # name the file
         raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write `text` to `path` through `atomic_path`."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def sha256_file(path: str | Path) -> str:

@@ -145,7 +145,7 @@ def test_disk_full_during_a_write(capsys, tmp_path, monkeypatch):
     code, err = run_cli(capsys, CORE, f"runs_dir={tmp_path / 'runs'}", f"out_dir={tmp_path / 'out'}")
     assert code == 1 and "No space left on device" in err and "records.jsonl" in err
     new_dirs = list((tmp_path / "runs" / "eval").glob("new-*"))
-    assert new_dirs and not list(new_dirs[0].glob("records.jsonl*"))  # no partial file
+    assert new_dirs and sorted(f.name for f in new_dirs[0].iterdir()) == ["spec.json"]  # no partial file
     assert not (new_dirs[0] / "run.json").exists()  # not marked finished
     assert (done.dir / "run.json").read_text() == before and done.done
 

@@ -36,3 +36,40 @@ def test_summarize_core_columns():
     assert s["acc_weak"] == 0.3 and s["acc_strong"] == 0.9
     assert abs(s["acc_unlocked_mean"] - 0.45) < 1e-9
     assert abs(s["gap_recovered_mean"] - 0.3) < 1e-9
+
+
+def test_outputs_written_at_once_by_several_writers_never_collide(tmp_path):
+    """Two processes finishing the same experiment write its results.csv and figure at the same
+    moment (tests/integration/test_resume.py); each writer needs its own temporary file, or one
+    renames the other's away (FileNotFoundError). Threads here: they interleave the same way."""
+    import threading
+
+    from matplotlib.figure import Figure
+
+    from pwlock.report import _save_figure, write_results_csv
+    from pwlock.utils import atomic_write_text
+
+    row = {"experiment": "x", "model": "strong", "lock_epoch": None, "attack": "none", "seed": None,
+           "password": False, "n_test": 4000, "accuracy": 0.5, "correct": "01" * 2000, "run": "eval/x"}
+    errors, barrier = [], threading.Barrier(4)
+
+    def writer(i: int):
+        try:
+            barrier.wait()
+            for _ in range(15):
+                write_results_csv([row] * 20, tmp_path)
+                atomic_write_text(tmp_path / "summary.json", "{}" * 10000)
+                fig = Figure()
+                fig.add_subplot().plot(range(100))
+                _save_figure(fig, tmp_path / "fig.png")
+        except Exception as e:  # noqa: BLE001 -- reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fig.png", "results.csv", "summary.json"]  # no leftovers
+    assert len(pd.read_csv(tmp_path / "results.csv")) == 20
