@@ -53,7 +53,7 @@ def cmd_run(args) -> int:
     run_fn, report_fn = EXPERIMENTS[cfg.kind]
     rows = getattr(experiment, run_fn)(cfg)
     summary = getattr(report, report_fn)(rows, cfg.results_dir, cfg)
-    print(f"wrote {cfg.results_dir}/ (results.csv, summary.json, {cfg.experiment}.png, report.md) "
+    print(f"wrote {cfg.results_dir}/ (results.csv, per_problem.jsonl, summary.json, {cfg.experiment}.png, report.md) "
           f"in {time.time() - t0:.0f} s")
     if cfg.kind == "core":
         if args.readme:

@@ -38,6 +38,33 @@ def _e1(s: dict) -> tuple[str, str]:
     return meas, _verdict_of(last)
 
 
+def _e1_pooled(results: Path, dirs: list[str]) -> tuple[str, str] | None:
+    """E1 over every organism that was run (results/core, results/core-seed<k>): WSU at the last
+    lock epoch, pooled by `pwlock.report.pooled_gap_bootstrap` from each per_problem.jsonl."""
+    import numpy as np
+
+    from pwlock.report import _bits, pooled_gap_bootstrap, read_per_problem
+
+    organisms = []
+    for d in dirs:
+        if not (results / d / "per_problem.jsonl").is_file():
+            return None
+        df = read_per_problem(results / d)
+        df = df[df.lock_epoch == df.lock_epoch.max()]
+        base, wsu = df[df.attack == "none"], df[df.attack == "wsu"]
+        if wsu.empty:
+            return None
+        organisms.append((_bits(base[~base.password.astype(bool)].correct.iloc[0]),
+                          _bits(base[base.password.astype(bool)].correct.iloc[0]),
+                          np.stack([_bits(c) for c in wsu.correct])))
+    if len(organisms) < 2:
+        return None
+    s = pooled_gap_bootstrap(organisms)
+    meas = (f"**pooled over {len(organisms)} organisms** (last lock epoch; hierarchical bootstrap over organisms, "
+            f"test problems and seeds): gap recovered {_ci(s)}")
+    return meas, f"pooled over {len(organisms)} organisms: {_verdict_of(s)}"
+
+
 def _verdict_of(last: dict) -> str:
     return ("reproduced" if _pos(last) else "not reproduced" if last["gap_recovered_ci95"][1] < 0
             else "inconclusive")
@@ -317,6 +344,8 @@ CATALOGUE += [
 ORDER = ["E1", "E2", "E3", "E4", "E5", "E6", "E7", "E8", "E9", "E10", "E11", "E12", "E13", "E14", "E15", "X1"]
 CATALOGUE.sort(key=lambda c: ORDER.index(c[0]))
 NOT_YET: list[tuple[str, str]] = []
+# experiments with a verdict pooled over every organism run (from their per_problem.jsonl)
+POOLED = {"E1": _e1_pooled}
 
 
 def write_findings(results: Path = Path("results"), out: Path = Path("docs/findings.md")) -> str:
@@ -348,6 +377,9 @@ def write_findings(results: Path = Path("results"), out: Path = Path("docs/findi
             vs = [v for _, _, v in found]
             verdict = (vs[0] + f" (all {len(vs)} seeds)" if len(set(vs)) == 1 else
                        "mixed: " + "; ".join(f"{k}: {v}" for k, _, v in found))
+        pooled = POOLED[eid](results, dirs) if eid in POOLED else None
+        if pooled:
+            meas, verdict = f"{pooled[0]}; {meas}", f"{pooled[1]}; per organism: {verdict}"
         rows.append(f"| {eid} | {title} | {verdict} |")
         details = ", ".join(f"[`results/{d}/report.md`](../results/{d}/report.md)" for d in dirs)
         sections += [f"## {eid} — {title}", "", f"**Claim (write-up):** {claim}", "",

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pwlock.utils import atomic_path, atomic_write_text
+from pwlock.utils import atomic_path, atomic_write_text, read_jsonl, write_jsonl
 
 MIN_GAP = 0.1  # password gap below which the fraction of the gap recovered is not plotted
 CSV_COLUMNS = ["experiment", "model", "lock_epoch", "attack", "seed", "password", "n_test", "accuracy", "run"]
@@ -50,6 +50,46 @@ def gap_bootstrap(locked_np: np.ndarray, locked_pwd: np.ndarray, unlocked: np.nd
             "p_gap_le_0": float(np.mean(fr <= 0))}
 
 
+def pooled_gap_bootstrap(organisms: list[tuple[np.ndarray, np.ndarray, np.ndarray]], n_boot: int = 2000,
+                         seed: int = 0) -> dict:
+    """Gap recovered pooled over several organisms: independently trained zoos, locks and sample
+    sets, evaluated on the same N test problems. Each organism is (locked_np [N], locked_pwd [N],
+    unlocked [S, N]) as in `gap_bootstrap`.
+
+    Pooled gap = sum over organisms of (unlocked - locked no pwd) / sum of (pwd - locked no pwd):
+    the average accuracy gain over the average gap. The 95% CI is a hierarchical bootstrap:
+    each draw resamples the organisms (with replacement), the test problems (the same for every
+    organism and model: paired) and, within each organism, its seeds. With few organisms the CI
+    is wide wherever organisms disagree: it answers "does this recipe unlock", not "did this lock".
+    """
+    if not organisms:
+        raise ValueError("pooled_gap_bootstrap: no organisms")
+    ns = {len(o[0]) for o in organisms} | {len(o[1]) for o in organisms} | {o[2].shape[1] for o in organisms}
+    if len(ns) != 1:
+        raise ValueError(f"pooled_gap_bootstrap: organisms must share their test problems, got sizes {sorted(ns)}")
+    rng = np.random.default_rng(seed)
+    K, N = len(organisms), ns.pop()
+    gain = np.array([o[2].mean() - o[0].mean() for o in organisms])
+    gap = np.array([o[1].mean() - o[0].mean() for o in organisms])
+    point = float(gain.sum() / gap.sum()) if gap.sum() != 0 else float("nan")
+    fr = np.empty(n_boot)
+    for b in range(n_boot):
+        pi = rng.integers(0, N, size=N)
+        draw = np.bincount(rng.integers(0, K, size=K), minlength=K)  # how often each organism is drawn
+        g_gain = g_gap = 0.0
+        for k in np.flatnonzero(draw):
+            lnp, lpw, un = organisms[k]
+            a_np = lnp[pi].mean()
+            si = rng.integers(0, len(un), size=len(un))
+            g_gain += draw[k] * (un[si][:, pi].mean() - a_np)
+            g_gap += draw[k] * (lpw[pi].mean() - a_np)
+        fr[b] = g_gain / g_gap if g_gap != 0 else np.nan
+    lo, hi = np.nanpercentile(fr, [2.5, 97.5])
+    return {"gap_recovered_mean": point, "gap_recovered_ci95": [float(lo), float(hi)],
+            "p_gap_le_0": float(np.mean(fr[~np.isnan(fr)] <= 0)), "n_organisms": K,
+            "per_organism": [float(x / y) if y != 0 else float("nan") for x, y in zip(gain, gap)]}
+
+
 def summarize_core(df: pd.DataFrame, weak_model: str, strong_model: str) -> dict:
     """Per lock epoch: locked (no pwd / pwd), weak, strong, WSU mean, gap recovered with CI."""
     zoo = df[df.lock_epoch.isna()].set_index("model")
@@ -74,14 +114,30 @@ def summarize_core(df: pd.DataFrame, weak_model: str, strong_model: str) -> dict
 
 
 def write_results_csv(rows: list[dict], out_dir: Path) -> pd.DataFrame:
-    """results.csv (written atomically) from the experiment's rows; returns the table."""
+    """results.csv (written atomically) from the experiment's rows; returns the table.
+
+    Also `per_problem.jsonl`: the same rows in the same order, each with `correct`, one
+    character per test problem (test-split order), 1 if answered correctly: what a re-analysis
+    needs (paired bootstraps, pooling organisms: `pwlock.findings`). JSON keeps it a string
+    (a CSV reader would take "0110..." for a number)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     df = pd.DataFrame(rows)
     for col in ("lock_epoch", "seed"):
         df[col] = df[col].astype("Int64")
+    cols = (["variant"] if "variant" in df else []) + CSV_COLUMNS
     with atomic_path(out_dir / "results.csv") as tmp:
-        df[(["variant"] if "variant" in df else []) + CSV_COLUMNS].to_csv(tmp, index=False)
+        df[cols].to_csv(tmp, index=False)
+    write_jsonl(out_dir / "per_problem.jsonl", ({c: r.get(c) for c in [*cols, "correct"]} for r in rows))
     return df
+
+
+def read_per_problem(out_dir: Path) -> pd.DataFrame:
+    """`per_problem.jsonl` of a results directory as a table (`correct` stays a string)."""
+    f = Path(out_dir) / "per_problem.jsonl"
+    if not f.is_file():
+        raise FileNotFoundError(f"{f} not found: rerun the experiment (`pwlock run <config>`, cached runs are "
+                                f"reused) to write it")
+    return pd.DataFrame(read_jsonl(f))
 
 
 def _save_figure(fig, path: Path) -> None:

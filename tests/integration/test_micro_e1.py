@@ -36,13 +36,18 @@ def test_micro_e1_end_to_end(tmp_path):
     args = ["run", str(cfg), *MICRO, f"runs_dir={tmp_path / 'runs'}", f"out_dir={tmp_path / 'out'}"]
     assert main(args) == 0
     out = tmp_path / "out"
-    for f in ("results.csv", "summary.json", "micro.png", "report.md"):
+    for f in ("results.csv", "per_problem.jsonl", "summary.json", "micro.png", "report.md"):
         assert (out / f).is_file(), f
     df = pd.read_csv(out / "results.csv")
     for col in ["experiment", "model", "lock_epoch", "attack", "seed", "password", "n_test", "accuracy"]:
         assert col in df.columns
     assert (df.n_test == 200).all()
     assert len(df[df.attack == "wsu"]) == 4 * 2
+    from pwlock.report import read_per_problem
+
+    per = read_per_problem(out)  # each row's answers, problem by problem, in the rows' order
+    assert list(per.run) == list(df.run) and (per.correct.str.len() == 200).all()
+    assert [c.count("1") / 200 for c in per.correct] == list(df.accuracy)
     s = json.loads((out / "summary.json").read_text())
     last = s["4"]
     for k in ("acc_locked_nopwd", "acc_locked_pwd", "acc_weak", "acc_strong", "acc_unlocked_mean",

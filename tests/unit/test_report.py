@@ -71,5 +71,64 @@ def test_outputs_written_at_once_by_several_writers_never_collide(tmp_path):
     for t in threads:
         t.join()
     assert not errors, errors
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["fig.png", "results.csv", "summary.json"]  # no leftovers
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fig.png", "per_problem.jsonl", "results.csv", "summary.json"]
     assert len(pd.read_csv(tmp_path / "results.csv")) == 20
+
+
+def _organism(rng, n, acc_np, acc_pwd, gain, seeds=5):
+    locked_np = (rng.random(n) < acc_np).astype(np.uint8)
+    locked_pwd = (rng.random(n) < acc_pwd).astype(np.uint8)
+    if gain >= 0:  # each seed answers a further share of the problems correctly
+        un = np.stack([np.maximum(locked_np, rng.random(n) < gain) for _ in range(seeds)])
+    else:  # each seed loses a share of the right answers
+        un = np.stack([locked_np * (rng.random(n) >= -gain) for _ in range(seeds)])
+    return locked_np, locked_pwd, un.astype(np.uint8)
+
+
+def test_pooled_gap_bootstrap_point_and_organism_spread():
+    from pwlock.report import pooled_gap_bootstrap
+
+    rng = np.random.default_rng(1)
+    a, b = _organism(rng, 1000, 0.3, 0.9, 0.3), _organism(rng, 1000, 0.4, 0.7, 0.1)
+    # one organism: the same point estimate as gap_bootstrap
+    assert abs(pooled_gap_bootstrap([a], n_boot=200)["gap_recovered_mean"]
+               - gap_bootstrap(*a, n_boot=200)["gap_recovered_mean"]) < 1e-12
+    # two: the summed gain over the summed gap (by hand)
+    gain = sum(o[2].mean() - o[0].mean() for o in (a, b))
+    gap = sum(o[1].mean() - o[0].mean() for o in (a, b))
+    out = pooled_gap_bootstrap([a, b], n_boot=300)
+    assert abs(out["gap_recovered_mean"] - gain / gap) < 1e-12 and out["n_organisms"] == 2
+    assert len(out["per_organism"]) == 2 and out["gap_recovered_ci95"][0] > 0  # both unlock: CI above 0
+    # organisms that disagree: each one's own CI excludes 0, the pooled one does not
+    up = [_organism(rng, 1000, 0.3, 0.9, 0.4) for _ in range(3)]
+    down = [_organism(rng, 1000, 0.5, 0.9, -0.4) for _ in range(3)]
+    assert all(gap_bootstrap(*o, n_boot=200)["gap_recovered_ci95"][0] > 0 for o in up)
+    assert all(gap_bootstrap(*o, n_boot=200)["gap_recovered_ci95"][1] < 0 for o in down)
+    lo, hi = pooled_gap_bootstrap(up + down, n_boot=500)["gap_recovered_ci95"]
+    assert lo < 0 < hi
+
+
+def test_pooled_gap_bootstrap_needs_the_same_test_problems():
+    import pytest
+
+    from pwlock.report import pooled_gap_bootstrap
+
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="share their test problems"):
+        pooled_gap_bootstrap([_organism(rng, 100, 0.3, 0.9, 0.2), _organism(rng, 120, 0.3, 0.9, 0.2)])
+
+
+def test_per_problem_file_keeps_each_rows_answers(tmp_path):
+    from pwlock.report import read_per_problem, write_results_csv
+
+    rows = [{"experiment": "x", "model": "locked", "lock_epoch": 1, "attack": "wsu", "seed": s, "password": False,
+             "n_test": 4, "accuracy": acc, "correct": bits, "run": f"wsu/r{s}"}
+            for s, (acc, bits) in enumerate([(0.5, "0110"), (0.25, "0001")])]
+    write_results_csv(rows, tmp_path)
+    back = read_per_problem(tmp_path)
+    assert list(back.correct) == ["0110", "0001"]  # strings, leading zeros kept
+    assert list(back.run) == list(pd.read_csv(tmp_path / "results.csv").run)  # same rows, same order
+    import pytest
+
+    with pytest.raises(FileNotFoundError, match="per_problem.jsonl not found"):
+        read_per_problem(tmp_path / "nothing")
