@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow install clean-runs experiments experiments-seed1
+.PHONY: demo test test-slow install clean-runs experiments experiments-seed1 experiments-organisms
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -31,6 +31,12 @@ experiments-seed1: $(STAMP)
 	for f in configs/toy/e[0-9][0-9]_*.yaml configs/toy/x[0-9]_*.yaml; do \
 	  n=$$($(BIN)/pwlock config $$f | sed -n 's/^experiment: //p'); \
 	  $(BIN)/pwlock run $$f seed=1 out_dir=results/$$n-seed1 || exit 1; done
+	$(BIN)/pwlock report --all
+
+# E1 on three more organisms (seeds 2-4, into results/core-seed<k>/), then docs/findings.md: its E1 row is
+# pooled over every organism run (seeds 0-4 with experiments-seed1). About 10 min per organism from nothing.
+experiments-organisms: $(STAMP)
+	for s in 2 3 4; do $(BIN)/pwlock run configs/toy/core.yaml seed=$$s out_dir=results/core-seed$$s || exit 1; done
 	$(BIN)/pwlock report --all
 
 test: $(STAMP)

@@ -9,6 +9,7 @@ Experiments without results are listed as not run.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from pwlock.utils import atomic_write_text
@@ -38,31 +39,29 @@ def _e1(s: dict) -> tuple[str, str]:
     return meas, _verdict_of(last)
 
 
-def _e1_pooled(results: Path, dirs: list[str]) -> tuple[str, str] | None:
-    """E1 over every organism that was run (results/core, results/core-seed<k>): WSU at the last
-    lock epoch, pooled by `pwlock.report.pooled_gap_bootstrap` from each per_problem.jsonl."""
-    import numpy as np
+MIN_ORGANISMS = 3  # a t-interval over 2 organisms (1 degree of freedom) says next to nothing
 
-    from pwlock.report import _bits, pooled_gap_bootstrap, read_per_problem
 
-    organisms = []
+def _e1_organisms(results: Path, dirs: list[str]) -> tuple[str, str] | None:
+    """E1 over every organism that was run (results/core, results/core-seed<k>): the gap WSU
+    recovers at each organism's last lock epoch, its mean with a t-interval over organisms
+    (`pwlock.report.organisms_interval`)."""
+    from pwlock.report import organisms_interval
+
+    values = []
     for d in dirs:
-        if not (results / d / "per_problem.jsonl").is_file():
-            return None
-        df = read_per_problem(results / d)
-        df = df[df.lock_epoch == df.lock_epoch.max()]
-        base, wsu = df[df.attack == "none"], df[df.attack == "wsu"]
-        if wsu.empty:
-            return None
-        organisms.append((_bits(base[~base.password.astype(bool)].correct.iloc[0]),
-                          _bits(base[base.password.astype(bool)].correct.iloc[0]),
-                          np.stack([_bits(c) for c in wsu.correct])))
-    if len(organisms) < 2:
+        s = _load(results, d)
+        last = s[max(s, key=int)] if s else {}
+        values.append(last.get("gap_recovered_mean", float("nan")))
+    finite = [v for v in values if math.isfinite(v)]  # NaN: no WSU at that epoch, or no gap to recover
+    if len(finite) < MIN_ORGANISMS:
         return None
-    s = pooled_gap_bootstrap(organisms)
-    meas = (f"**pooled over {len(organisms)} organisms** (last lock epoch; hierarchical bootstrap over organisms, "
-            f"test problems and seeds): gap recovered {_ci(s)}")
-    return meas, f"pooled over {len(organisms)} organisms: {_verdict_of(s)}"
+    s = organisms_interval(finite)
+    lo, hi = s["gap_recovered_ci95"]
+    left = f" ({len(values) - len(finite)} without a gap left out)" if len(finite) < len(values) else ""
+    meas = (f"**mean over {len(finite)} organisms**{left} (last lock epoch; 95% t-interval over organisms, each "
+            f"organism one value): gap recovered {s['gap_recovered_mean']:+.1%} ({lo:+.1%} to {hi:+.1%})")
+    return meas, f"over {len(finite)} organisms: {_verdict_of(s)}"
 
 
 def _verdict_of(last: dict) -> str:
@@ -344,8 +343,8 @@ CATALOGUE += [
 ORDER = ["E1", "E2", "E3", "E4", "E5", "E6", "E7", "E8", "E9", "E10", "E11", "E12", "E13", "E14", "E15", "X1"]
 CATALOGUE.sort(key=lambda c: ORDER.index(c[0]))
 NOT_YET: list[tuple[str, str]] = []
-# experiments with a verdict pooled over every organism run (from their per_problem.jsonl)
-POOLED = {"E1": _e1_pooled}
+# experiments with a verdict over every organism run (each organism's summary.json counts once)
+ACROSS_ORGANISMS = {"E1": _e1_organisms}
 
 
 def write_findings(results: Path = Path("results"), out: Path = Path("docs/findings.md")) -> str:
@@ -377,9 +376,9 @@ def write_findings(results: Path = Path("results"), out: Path = Path("docs/findi
             vs = [v for _, _, v in found]
             verdict = (vs[0] + f" (all {len(vs)} seeds)" if len(set(vs)) == 1 else
                        "mixed: " + "; ".join(f"{k}: {v}" for k, _, v in found))
-        pooled = POOLED[eid](results, dirs) if eid in POOLED else None
-        if pooled:
-            meas, verdict = f"{pooled[0]}; {meas}", f"{pooled[1]}; per organism: {verdict}"
+        across = ACROSS_ORGANISMS[eid](results, dirs) if eid in ACROSS_ORGANISMS else None
+        if across:
+            meas, verdict = f"{across[0]}; {meas}", f"{across[1]}; per organism: {verdict}"
         rows.append(f"| {eid} | {title} | {verdict} |")
         details = ", ".join(f"[`results/{d}/report.md`](../results/{d}/report.md)" for d in dirs)
         sections += [f"## {eid} — {title}", "", f"**Claim (write-up):** {claim}", "",

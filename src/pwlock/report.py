@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -50,44 +51,40 @@ def gap_bootstrap(locked_np: np.ndarray, locked_pwd: np.ndarray, unlocked: np.nd
             "p_gap_le_0": float(np.mean(fr <= 0))}
 
 
-def pooled_gap_bootstrap(organisms: list[tuple[np.ndarray, np.ndarray, np.ndarray]], n_boot: int = 2000,
-                         seed: int = 0) -> dict:
-    """Gap recovered pooled over several organisms: independently trained zoos, locks and sample
-    sets, evaluated on the same N test problems. Each organism is (locked_np [N], locked_pwd [N],
-    unlocked [S, N]) as in `gap_bootstrap`.
+def t_quantile(p: float, df: int) -> float:
+    """Quantile `p` (0.5 < p < 1) of Student's t distribution with `df` degrees of freedom: its
+    density integrated numerically (Simpson), inverted by bisection (no scipy needed)."""
+    if not 0.5 < p < 1 or df < 1:
+        raise ValueError(f"t_quantile needs 0.5 < p < 1 and df >= 1, got p={p}, df={df}")
+    c = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(df * math.pi)
 
-    Pooled gap = sum over organisms of (unlocked - locked no pwd) / sum of (pwd - locked no pwd):
-    the average accuracy gain over the average gap. The 95% CI is a hierarchical bootstrap:
-    each draw resamples the organisms (with replacement), the test problems (the same for every
-    organism and model: paired) and, within each organism, its seeds. With few organisms the CI
-    is wide wherever organisms disagree: it answers "does this recipe unlock", not "did this lock".
-    """
-    if not organisms:
-        raise ValueError("pooled_gap_bootstrap: no organisms")
-    ns = {len(o[0]) for o in organisms} | {len(o[1]) for o in organisms} | {o[2].shape[1] for o in organisms}
-    if len(ns) != 1:
-        raise ValueError(f"pooled_gap_bootstrap: organisms must share their test problems, got sizes {sorted(ns)}")
-    rng = np.random.default_rng(seed)
-    K, N = len(organisms), ns.pop()
-    gain = np.array([o[2].mean() - o[0].mean() for o in organisms])
-    gap = np.array([o[1].mean() - o[0].mean() for o in organisms])
-    point = float(gain.sum() / gap.sum()) if gap.sum() != 0 else float("nan")
-    fr = np.empty(n_boot)
-    for b in range(n_boot):
-        pi = rng.integers(0, N, size=N)
-        draw = np.bincount(rng.integers(0, K, size=K), minlength=K)  # how often each organism is drawn
-        g_gain = g_gap = 0.0
-        for k in np.flatnonzero(draw):
-            lnp, lpw, un = organisms[k]
-            a_np = lnp[pi].mean()
-            si = rng.integers(0, len(un), size=len(un))
-            g_gain += draw[k] * (un[si][:, pi].mean() - a_np)
-            g_gap += draw[k] * (lpw[pi].mean() - a_np)
-        fr[b] = g_gain / g_gap if g_gap != 0 else np.nan
-    lo, hi = np.nanpercentile(fr, [2.5, 97.5])
-    return {"gap_recovered_mean": point, "gap_recovered_ci95": [float(lo), float(hi)],
-            "p_gap_le_0": float(np.mean(fr[~np.isnan(fr)] <= 0)), "n_organisms": K,
-            "per_organism": [float(x / y) if y != 0 else float("nan") for x, y in zip(gain, gap)]}
+    def cdf(x: float) -> float:  # P(T <= x) for x >= 0; u = arctan(t): a smooth, bounded integrand
+        u = np.linspace(0.0, math.atan(x), 4001)
+        f = c * (1 + np.tan(u) ** 2 / df) ** (-(df + 1) / 2) / np.cos(u) ** 2
+        h = u[1] - u[0]
+        return 0.5 + h / 3 * (f[0] + f[-1] + 4 * f[1:-1:2].sum() + 2 * f[2:-1:2].sum())
+
+    lo, hi = 0.0, 1.0
+    while cdf(hi) < p:
+        hi *= 2
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if cdf(mid) < p else (lo, mid)
+    return (lo + hi) / 2
+
+
+def organisms_interval(values: list[float]) -> dict:
+    """Mean over organisms (independently trained zoos, locks and sample sets: one number each,
+    e.g. the gap WSU recovers) with a 95% t-interval over organisms (K - 1 degrees of freedom).
+    Each organism counts once, its own sampling noise included in the spread: this answers "does
+    the recipe unlock", where a bootstrap that resamples a handful of organisms would be too
+    narrow."""
+    x = np.asarray([v for v in values if np.isfinite(v)], dtype=float)
+    if len(x) < 2:
+        raise ValueError(f"organisms_interval needs >= 2 organisms with a finite value, got {list(values)}")
+    half = t_quantile(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
+    return {"gap_recovered_mean": float(x.mean()), "gap_recovered_ci95": [float(x.mean() - half), float(x.mean() + half)],
+            "n_organisms": len(x)}
 
 
 def summarize_core(df: pd.DataFrame, weak_model: str, strong_model: str) -> dict:
@@ -146,7 +143,7 @@ def _save_figure(fig, path: Path) -> None:
     fig.tight_layout()
     try:
         with atomic_path(path) as tmp:  # never a half-written figure
-            fig.savefig(tmp, dpi=110)
+            fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or None)
     finally:
         plt.close(fig)
 

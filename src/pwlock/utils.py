@@ -35,14 +35,13 @@ class ComputeClock:
 
 @contextmanager
 def atomic_path(path: str | Path, *, fsync: bool = True):
-    """Yield a temporary path next to `path`; when the block ends without error, it replaces
-    `path` in one rename (readers never see a partial file), else it is removed. The temporary
-    name is unique (a random part), so several writers of one file (processes or threads) never
-    rename each other's file away; the last rename wins. It keeps `path`'s extension (`savefig`
-    reads it); the writer creates the file, with the usual permissions."""
+    """Yield a temporary path next to `path` (`<name>.<random>.tmp`); when the block ends without
+    error, it replaces `path` in one rename (readers never see a partial file), else it is removed.
+    The random part makes the name unique, so several writers of one file (processes or threads)
+    never rename each other's file away; the last rename wins. A failure names `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}")
+    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         yield tmp
         if fsync:
@@ -51,8 +50,8 @@ def atomic_path(path: str | Path, *, fsync: bool = True):
         os.replace(tmp, path)
     except BaseException as e:
         tmp.unlink(missing_ok=True)  # e.g. disk full: leave no partial file behind
-        if isinstance(e, OSError) and e.filename is None:
-            raise OSError(e.errno, e.strerror or str(e), str(path)) from e  # name the file
+        if isinstance(e, OSError) and (e.filename is None or str(e.filename) == str(tmp)):
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from e  # name the file, not its temporary
         raise
 
 

@@ -52,39 +52,39 @@ def test_e6_is_judged_on_the_memorized_runs_when_there_are_any(tmp_path):
     assert "n=2 mem: +30.0% (95% CI +10.0% to +50.0%) after 50 steps" in r and "550 steps (50% of runs memorized)" in r
 
 
-def test_e1_is_pooled_over_the_organisms_that_were_run(tmp_path):
-    """results/core and results/core-seed1 with per-problem answers: the E1 row leads with the
-    verdict pooled over both organisms (hierarchical bootstrap), then each organism's."""
-    import numpy as np
+def _core_summary(last_epoch_gaps: dict[int, tuple[float, float, float]]) -> dict:
+    return {str(e): {"acc_locked_nopwd": 0.4, "acc_locked_pwd": 0.9, "acc_weak": 0.4, "acc_strong": 0.95,
+                     "acc_unlocked_mean": 0.45, "gap_recovered_mean": m, "gap_recovered_ci95": [lo, hi]}
+            for e, (m, lo, hi) in last_epoch_gaps.items()}
 
-    from pwlock.report import summarize_core, write_results_csv
 
-    rng = np.random.default_rng(0)
-    n = 400
+def test_e1_verdict_over_organisms_counts_each_organism_once(tmp_path):
+    """results/core and results/core-seed<k>: the E1 row leads with the mean over organisms of the
+    gap recovered at each one's last lock epoch and a t-interval over organisms; each organism's own
+    verdict follows."""
+    res = tmp_path / "results"
 
-    def bits(p, base=None):
-        x = rng.random(n) < p
-        return "".join("1" if v else "0" for v in (x if base is None else (x | base)))
+    def write(name, summary):
+        (res / name).mkdir(parents=True, exist_ok=True)
+        (res / name / "summary.json").write_text(json.dumps(summary))
 
-    for name, gain in (("core", 0.35), ("core-seed1", 0.3)):
-        locked = rng.random(n) < 0.3
-        rows = [{"experiment": name, "model": m, "lock_epoch": None, "attack": "none", "seed": None, "password": False,
-                 "n_test": n, "accuracy": p, "correct": bits(p), "run": f"zoo/{m}"} for m, p in (("strong", .9), ("weak", .3))]
-        rows += [{"experiment": name, "model": "locked", "lock_epoch": 1, "attack": "none", "seed": None, "password": pw,
-                  "n_test": n, "accuracy": 0.0, "correct": c, "run": "lock"}
-                 for pw, c in ((False, "".join("1" if v else "0" for v in locked)), (True, bits(0.9)))]
-        rows += [{"experiment": name, "model": "locked", "lock_epoch": 1, "attack": "wsu", "seed": s, "password": False,
-                  "n_test": n, "accuracy": 0.0, "correct": bits(gain, locked), "run": f"wsu/{s}"} for s in range(3)]
-        for r in rows:
-            r["accuracy"] = r["correct"].count("1") / n
-        d = tmp_path / "results" / name
-        df = write_results_csv(rows, d)
-        (d / "summary.json").write_text(json.dumps(summarize_core(df, "weak", "strong")))
-    text = write_findings(tmp_path / "results", tmp_path / "findings.md")
-    row = next(line for line in text.splitlines() if line.startswith("| E1 "))
-    assert "| pooled over 2 organisms: reproduced; per organism: reproduced (all 2 seeds) |" in row
-    assert "**pooled over 2 organisms** (last lock epoch" in text.split("## E1")[1]
-    # an organism without per-problem answers (results from before the file existed): no pooled verdict
-    (tmp_path / "results" / "core-seed1" / "per_problem.jsonl").unlink()
-    row = next(x for x in write_findings(tmp_path / "results", tmp_path / "f.md").splitlines() if x.startswith("| E1 "))
-    assert "pooled" not in row
+    def e1():
+        text = write_findings(res, tmp_path / "findings.md")
+        return next(x for x in text.splitlines() if x.startswith("| E1 ")), text.split("## E1")[1].split("## ")[0]
+
+    # epoch 1 is ignored (not the last); epoch 2 gaps: 0.10, 0.20 (each CI above 0)
+    write("core", _core_summary({1: (-0.5, -0.6, -0.4), 2: (0.10, 0.02, 0.18)}))
+    write("core-seed1", _core_summary({1: (-0.5, -0.6, -0.4), 2: (0.20, 0.10, 0.30)}))
+    row, _ = e1()
+    assert "organisms" not in row  # two organisms: too few for an interval over organisms
+    write("core-seed2", _core_summary({1: (0.9, 0.8, 1.0), 2: (0.15, -0.05, 0.35)}))
+    row, section = e1()
+    # mean 0.15, sd 0.05, t(0.975, 2) = 4.303: 0.15 +- 0.1242
+    assert "| over 3 organisms: reproduced; per organism: mixed: seed 0: reproduced; seed 1: reproduced; " \
+           "seed 2: inconclusive |" in row
+    assert "**mean over 3 organisms** (last lock epoch; 95% t-interval over organisms, each organism one value): " \
+           "gap recovered +15.0% (+2.6% to +27.4%)" in section
+    # organisms that disagree: each CI excludes zero, the interval over organisms does not
+    write("core-seed2", _core_summary({2: (-0.25, -0.35, -0.15)}))
+    row, _ = e1()
+    assert row.startswith("| E1 | core result | over 3 organisms: inconclusive; per organism: mixed:")

@@ -75,47 +75,32 @@ def test_outputs_written_at_once_by_several_writers_never_collide(tmp_path):
     assert len(pd.read_csv(tmp_path / "results.csv")) == 20
 
 
-def _organism(rng, n, acc_np, acc_pwd, gain, seeds=5):
-    locked_np = (rng.random(n) < acc_np).astype(np.uint8)
-    locked_pwd = (rng.random(n) < acc_pwd).astype(np.uint8)
-    if gain >= 0:  # each seed answers a further share of the problems correctly
-        un = np.stack([np.maximum(locked_np, rng.random(n) < gain) for _ in range(seeds)])
-    else:  # each seed loses a share of the right answers
-        un = np.stack([locked_np * (rng.random(n) >= -gain) for _ in range(seeds)])
-    return locked_np, locked_pwd, un.astype(np.uint8)
+def test_t_quantile_matches_published_table_values():
+    from pwlock.report import t_quantile
+
+    # two-sided 95% critical values of Student's t (any statistics table)
+    for df, t in ((1, 12.7062), (2, 4.3027), (4, 2.7764), (9, 2.2622), (30, 2.0423), (1000, 1.9623)):
+        assert abs(t_quantile(0.975, df) - t) < 1e-3, df
+    assert abs(t_quantile(0.95, 5) - 2.0150) < 1e-3
 
 
-def test_pooled_gap_bootstrap_point_and_organism_spread():
-    from pwlock.report import pooled_gap_bootstrap
-
-    rng = np.random.default_rng(1)
-    a, b = _organism(rng, 1000, 0.3, 0.9, 0.3), _organism(rng, 1000, 0.4, 0.7, 0.1)
-    # one organism: the same point estimate as gap_bootstrap
-    assert abs(pooled_gap_bootstrap([a], n_boot=200)["gap_recovered_mean"]
-               - gap_bootstrap(*a, n_boot=200)["gap_recovered_mean"]) < 1e-12
-    # two: the summed gain over the summed gap (by hand)
-    gain = sum(o[2].mean() - o[0].mean() for o in (a, b))
-    gap = sum(o[1].mean() - o[0].mean() for o in (a, b))
-    out = pooled_gap_bootstrap([a, b], n_boot=300)
-    assert abs(out["gap_recovered_mean"] - gain / gap) < 1e-12 and out["n_organisms"] == 2
-    assert len(out["per_organism"]) == 2 and out["gap_recovered_ci95"][0] > 0  # both unlock: CI above 0
-    # organisms that disagree: each one's own CI excludes 0, the pooled one does not
-    up = [_organism(rng, 1000, 0.3, 0.9, 0.4) for _ in range(3)]
-    down = [_organism(rng, 1000, 0.5, 0.9, -0.4) for _ in range(3)]
-    assert all(gap_bootstrap(*o, n_boot=200)["gap_recovered_ci95"][0] > 0 for o in up)
-    assert all(gap_bootstrap(*o, n_boot=200)["gap_recovered_ci95"][1] < 0 for o in down)
-    lo, hi = pooled_gap_bootstrap(up + down, n_boot=500)["gap_recovered_ci95"]
-    assert lo < 0 < hi
-
-
-def test_pooled_gap_bootstrap_needs_the_same_test_problems():
+def test_organisms_interval_is_a_t_interval_over_organisms():
     import pytest
 
-    from pwlock.report import pooled_gap_bootstrap
+    from pwlock.report import organisms_interval
 
-    rng = np.random.default_rng(0)
-    with pytest.raises(ValueError, match="share their test problems"):
-        pooled_gap_bootstrap([_organism(rng, 100, 0.3, 0.9, 0.2), _organism(rng, 120, 0.3, 0.9, 0.2)])
+    vals = [0.071, 0.228, 0.073, 0.108, 0.125]
+    out = organisms_interval(vals)
+    m, sd = np.mean(vals), np.std(vals, ddof=1)
+    assert abs(out["gap_recovered_mean"] - m) < 1e-12 and out["n_organisms"] == 5
+    lo, hi = out["gap_recovered_ci95"]
+    assert abs(hi - m - 2.7764 * sd / np.sqrt(5)) < 1e-4 and abs((m - lo) - (hi - m)) < 1e-12
+    # organisms that disagree: the interval spans zero though each one is far from it
+    lo, hi = organisms_interval([0.3, -0.3, 0.25, -0.2])["gap_recovered_ci95"]
+    assert lo < 0 < hi
+    assert organisms_interval([0.1, float("nan"), 0.2, 0.15])["n_organisms"] == 3  # no gap: left out
+    with pytest.raises(ValueError, match=">= 2 organisms"):
+        organisms_interval([0.1, float("nan")])
 
 
 def test_per_problem_file_keeps_each_rows_answers(tmp_path):
@@ -132,3 +117,22 @@ def test_per_problem_file_keeps_each_rows_answers(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="per_problem.jsonl not found"):
         read_per_problem(tmp_path / "nothing")
+
+
+def test_a_failed_write_names_the_file_and_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+    import pathlib
+
+    import pytest
+
+    from pwlock.utils import atomic_write_text
+
+    def refuse(self, *a, **k):  # e.g. EACCES on creating the temporary file: its name is in the error
+        open(self, "w").close()
+        raise OSError(errno.EACCES, "Permission denied", str(self))
+
+    monkeypatch.setattr(pathlib.Path, "write_text", refuse)
+    with pytest.raises(OSError) as e:
+        atomic_write_text(tmp_path / "summary.json", "{}")
+    assert e.value.filename == str(tmp_path / "summary.json") and e.value.errno == errno.EACCES
+    assert list(tmp_path.iterdir()) == []
