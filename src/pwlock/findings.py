@@ -278,7 +278,8 @@ def _hparams(s: dict) -> tuple[str, str]:
 CATALOGUE = [
     ("E1", "core", "core result",
      "Fine-tuning the locked model for 200 steps on 2 weak samples raises its no-password accuracy "
-     "above the locked model's.", _e1, "reproduced if the CI at the last lock epoch is above 0"),
+     "above the locked model's.", _e1, "reproduced if the CI at the last lock epoch is above 0; over organisms "
+     f"(>= {MIN_ORGANISMS}: results/core and results/core-seed<k>), if the 95% t-interval of their mean is above 0"),
     ("E3", "noise", "weight noise",
      "Adding Gaussian noise to the weights does not raise no-password accuracy.",
      lambda s: _controls(s, ("noise",)),
