@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import random
 import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from functools import partial
@@ -693,9 +694,22 @@ class Pipeline:
 _WORKER: Pipeline | None = None
 
 
-def _init_worker(cfg: ExperimentConfig) -> None:
+def _init_worker(cfg: ExperimentConfig, parent: int) -> None:
     global _WORKER
+    # `parent` comes from the parent itself: it may be gone already (this process needs seconds to start)
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True, name="pwlock-orphan-check").start()
     _WORKER = Pipeline(cfg, threads=1)
+
+
+def _exit_with_parent(parent: int, every: float = 1.0) -> None:
+    """End this worker when the process that started it is gone (SIGTERM from a scheduler or
+    `timeout`, an out-of-memory kill): its task queue holds a copy of the pipe's write end, so
+    it would never see the pipe close and would wait, holding its memory, forever. Its run,
+    if one was under way, is redone by the next `pwlock run` (unfinished runs are wiped)."""
+    while True:
+        if os.getppid() != parent:
+            os._exit(1)
+        time.sleep(every)
 
 
 def _call(job: tuple[str, tuple]):
@@ -721,7 +735,7 @@ def run_jobs(p: Pipeline, jobs: list[tuple[str, tuple]], desc: str) -> list:
             torch.set_num_threads(threads)
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(min(workers, len(todo)), mp_context=ctx, initializer=_init_worker,
-                             initargs=(p.cfg,)) as ex:
+                             initargs=(p.cfg, os.getpid())) as ex:
         futs = [ex.submit(_call, j) for j in todo]
         for f in tqdm(as_completed(futs), total=len(futs), desc=f"{desc} [{workers} processes]"):
             f.result()  # re-raise a worker's error here

@@ -275,6 +275,15 @@ def _hparams(s: dict) -> tuple[str, str]:
     return meas, ("exploration: CI above 0 for " + ", ".join(up)) if up else "exploration: no setting has a CI above 0"
 
 
+def _model_size(s: dict) -> tuple[str, str]:
+    at = _variant_wsu(s)
+    up = [n for n, a in at.items() if _pos(a)]
+    meas = "; ".join(f"{n} (strong model {s['variants'][n]['acc_strong']:.3f}; lock: no pwd {a['nopwd']:.3f}, "
+                     f"pwd {a['pwd']:.3f}): WSU {_ci(a)}" for n, a in at.items())
+    return meas, (("exploration: CI above 0 for " + ", ".join(up)) if up
+                                else "exploration: no model size has a CI above 0")
+
+
 CATALOGUE = [
     ("E1", "core", "core result",
      "Fine-tuning the locked model for 200 steps on 2 weak samples raises its no-password accuracy "
@@ -340,8 +349,12 @@ CATALOGUE += [
     ("X1", "wsu_hparams", "WSU learning rate and optimizer (exploration)",
      "(Not a claim of the write-up.) Which WSU learning rates and optimizers unlock the toy organism?",
      _hparams, "lists the settings whose CI is above 0"),
+    ("X2", "model_size", "model size (exploration)",
+     "(Not a claim of the write-up, which saw no effect for tiny models locked from scratch and a tiny one for "
+     "small pretrained ones.) Does WSU on the E1 recipe grow with the strong model's size (0.17 M to 2.2 M)?",
+     _model_size, "lists the sizes whose CI is above 0"),
 ]
-ORDER = ["E1", "E2", "E3", "E4", "E5", "E6", "E7", "E8", "E9", "E10", "E11", "E12", "E13", "E14", "E15", "X1"]
+ORDER = ["E1", "E2", "E3", "E4", "E5", "E6", "E7", "E8", "E9", "E10", "E11", "E12", "E13", "E14", "E15", "X1", "X2"]
 CATALOGUE.sort(key=lambda c: ORDER.index(c[0]))
 NOT_YET: list[tuple[str, str]] = []
 # experiments with a verdict over every organism run (each organism's summary.json counts once)

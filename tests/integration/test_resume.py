@@ -90,3 +90,62 @@ def test_two_processes_on_one_experiment(tmp_path):
     assert len(started) == len(set(started)), "a run was computed twice"
     assert len(pids) >= 2  # both processes did part of the work (or its workers did)
     assert len(started) == len(list((tmp_path / "runs").rglob("run.json")))
+
+
+def _children(pid: int) -> set[int]:
+    kids = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids |= {int(x) for x in (task / "children").read_text().split()}
+        except OSError:
+            pass
+    return kids
+
+
+def _workers(pid: int) -> set[int]:
+    """The multiprocessing (spawn) workers among the children of `pid`."""
+    out = set()
+    for c in _children(pid):
+        try:
+            if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes():
+                out.add(c)
+        except OSError:  # already gone
+            pass
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"  # not a zombie
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path(f"/proc/self/task/{os.getpid()}/children").is_file(),
+                    reason="needs Linux /proc/<pid>/task/<tid>/children")
+def test_workers_end_when_the_run_is_terminated(tmp_path):
+    """SIGTERM to `pwlock run` alone (a scheduler's time limit, `timeout`): its worker processes
+    must not linger (they would wait forever on their task queue, holding their memory)."""
+    proc = subprocess.Popen(command(tmp_path, "runs", "out"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=env())
+    workers: set[int] = set()
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None:
+            workers = _workers(proc.pid)
+            if len(workers) >= 2:
+                break
+            time.sleep(0.2)
+        assert len(workers) >= 2, "the run never started its worker processes"
+        time.sleep(1.0)  # let them get into their work
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        deadline = time.time() + 30
+        while time.time() < deadline and any(_alive(w) for w in workers):
+            time.sleep(0.2)
+        assert not any(_alive(w) for w in workers), "worker processes outlived the terminated run"
+    finally:
+        proc.kill()
+        for w in workers:
+            if _alive(w):
+                os.kill(w, signal.SIGKILL)

@@ -88,3 +88,19 @@ def test_e1_verdict_over_organisms_counts_each_organism_once(tmp_path):
     write("core-seed2", _core_summary({2: (-0.25, -0.35, -0.15)}))
     row, _ = e1()
     assert row.startswith("| E1 | core result | over 3 organisms: inconclusive; per organism: mixed:")
+
+
+def test_model_size_lists_the_sizes_that_unlock(tmp_path):
+    d = tmp_path / "results" / "model_size"
+    d.mkdir(parents=True)
+
+    def variant(acc_strong, mean, lo, hi):
+        return {"acc_weak": 0.4, "acc_strong": acc_strong, "locked": {"8": {"acc_locked_nopwd": 0.45, "acc_locked_pwd": 0.9}},
+                "attacks": {"wsu": _attack("wsu", mean, lo, hi)}}
+
+    (d / "summary.json").write_text(json.dumps({"variants": {
+        "0.17 M": variant(0.81, -0.02, -0.1, 0.06), "0.66 M (E1)": variant(0.97, 0.07, -0.01, 0.15),
+        "2.2 M": variant(0.98, 0.2, 0.1, 0.3)}}))
+    text = write_findings(tmp_path / "results", tmp_path / "findings.md")
+    assert "| X2 | model size (exploration) | exploration: CI above 0 for 2.2 M |" in text
+    assert "0.17 M (strong model 0.810; lock: no pwd 0.450, pwd 0.900): WSU -2.0%" in text
