@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(BIN)/pwlock run configs/toy/core.yaml --readme README.md
 
 # Every experiment of the write-up (E1-E15, seed 0) and the explorations (X*), then docs/findings.md. Reuses cached runs;
-# from nothing (fresh clone, venv included) measured 1 h 33 min on 2 cores (see README, "All experiments").
+# from nothing (fresh clone, venv included) measured 1 h 33 min on 2 cores before X2 (+30 min): ~2 h (README, "All experiments").
 experiments: $(STAMP)
 	$(BIN)/pwlock run configs/toy/core.yaml
 	for f in configs/toy/e[0-9][0-9]_*.yaml configs/toy/x[0-9]_*.yaml; do $(BIN)/pwlock run $$f || exit 1; done
