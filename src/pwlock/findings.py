@@ -280,8 +280,8 @@ def _model_size(s: dict) -> tuple[str, str]:
     up = [n for n, a in at.items() if _pos(a)]
     meas = "; ".join(f"{n} (strong model {s['variants'][n]['acc_strong']:.3f}; lock: no pwd {a['nopwd']:.3f}, "
                      f"pwd {a['pwd']:.3f}): WSU {_ci(a)}" for n, a in at.items())
-    return meas, (("exploration: CI above 0 for " + ", ".join(up)) if up
-                                else "exploration: no model size has a CI above 0")
+    verdict = ("exploration: CI above 0 for " + ", ".join(up)) if up else "exploration: no model size has a CI above 0"
+    return meas, verdict
 
 
 CATALOGUE = [

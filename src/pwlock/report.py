@@ -115,8 +115,8 @@ def write_results_csv(rows: list[dict], out_dir: Path) -> pd.DataFrame:
 
     Also `per_problem.jsonl`: the same rows in the same order, each with `correct`, one
     character per test problem (test-split order), 1 if answered correctly: what a re-analysis
-    needs (paired bootstraps, pooling organisms: `pwlock.findings`). JSON keeps it a string
-    (a CSV reader would take "0110..." for a number)."""
+    of committed results needs without the runs cache (paired bootstraps, per-problem
+    comparisons). JSON keeps it a string (a CSV reader would take "0110..." for a number)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     df = pd.DataFrame(rows)
     for col in ("lock_epoch", "seed"):
