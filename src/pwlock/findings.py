@@ -287,8 +287,9 @@ def _model_size(s: dict) -> tuple[str, str]:
 CATALOGUE = [
     ("E1", "core", "core result",
      "Fine-tuning the locked model for 200 steps on 2 weak samples raises its no-password accuracy "
-     "above the locked model's.", _e1, "reproduced if the CI at the last lock epoch is above 0; over organisms "
-     f"(>= {MIN_ORGANISMS}: results/core and results/core-seed<k>), if the 95% t-interval of their mean is above 0"),
+     "above the locked model's.", _e1,
+     ("reproduced if the CI at the last lock epoch is above 0; over organisms (>= "
+      f"{MIN_ORGANISMS}: results/core and results/core-seed<k>), if the 95% t-interval of their mean is above 0")),
     ("E3", "noise", "weight noise",
      "Adding Gaussian noise to the weights does not raise no-password accuracy.",
      lambda s: _controls(s, ("noise",)),
@@ -350,8 +351,8 @@ CATALOGUE += [
      "(Not a claim of the write-up.) Which WSU learning rates and optimizers unlock the toy organism?",
      _hparams, "lists the settings whose CI is above 0"),
     ("X2", "model_size", "model size (exploration)",
-     "(Not a claim of the write-up, which saw no effect for tiny models locked from scratch and a tiny one for "
-     "small pretrained ones.) Does WSU on the E1 recipe grow with the strong model's size (0.17 M to 2.2 M)?",
+     ("(Not a claim of the write-up, which saw no effect for tiny models locked from scratch and a tiny one for "
+      "small pretrained ones.) Does WSU on the E1 recipe grow with the strong model's size (0.17 M to 2.2 M)?"),
      _model_size, "lists the sizes whose CI is above 0"),
 ]
 ORDER = ["E1", "E2", "E3", "E4", "E5", "E6", "E7", "E8", "E9", "E10", "E11", "E12", "E13", "E14", "E15", "X1", "X2"]
