@@ -251,3 +251,38 @@ def dry_run(cfg) -> list[str]:
             here = f"not usable on this machine ({e})"
         lines.append(f"generation: vllm for the sampling and evaluation runs, {here}; WSU and attacks: transformers")
     return lines
+
+
+def planned_run_ids(cfg) -> dict[str, list[str]]:
+    """Every run id an experiment uses, by stage (variants: each variant's runs, merged), sorted.
+    What the golden run-id test (tests/unit/test_run_ids.py) compares against its fixture."""
+    from pwlock.elicit import attacks
+    from pwlock.experiment import Pipeline, variant_config
+
+    cfgs = [variant_config(cfg, v) for v in cfg.variants] if cfg.kind == "variants" else [cfg]
+    out: dict[str, set] = {}
+    for c in cfgs:
+        p = Pipeline(c, threads=torch.get_num_threads(), plan_only=True)
+        zoo = {m.name: p.zoo_run(m.name) for m in c.zoo}
+        strong, weak = zoo[c.strong_model], zoo[c.lock.weak_model]
+        samples = [p.samples_run(strong, "lock", 0.0), p.samples_run(weak, "lock", c.lock.weak_temperature)]
+        if c.lock.second_password:
+            samples.append(p.samples_run(weak, "lock", c.lock.second_temperature))
+        w_elicit = p.samples_run(weak, "elicit", c.elicit_temperature)
+        samples.append(w_elicit)
+        lock = p.lock_run()
+        if c.kind == "attacks":
+            s_elicit = p.samples_run(strong, "elicit", 0.0)
+            samples.append(s_elicit)
+            sources = {"weak": w_elicit, "strong": s_elicit, "weak_lock": samples[1]}
+            epochs = sorted({p.attack_epoch(a) for a in c.attacks})
+            last = [p.attack_run(lock, a, s, sources) for a in c.attacks for s in range(attacks.n_seeds(a))]
+        else:
+            epochs = list(range(1, c.lock.epochs + 1))
+            last = [p.wsu_run(lock, e, s, w_elicit) for e in epochs for s in range(c.wsu.seeds)]
+        evals = [p.eval_run(r, "model", False) for r in zoo.values()] + [
+            p.eval_run(lock, f"epoch_{e}", pw) for e in epochs for pw in (False, True)]
+        for stage, runs in (("zoo", zoo.values()), ("samples", samples), ("lock", [lock]), ("eval", evals),
+                            ("elicit", last)):
+            out.setdefault(stage, set()).update(r.id for r in runs)
+    return {k: sorted(v) for k, v in out.items()}

@@ -1,0 +1,59 @@
+"""The golden run-id test: the run ids of every config under configs/ (toy and math, as a dry run
+plans them) equal those recorded in tests/fixtures/run_ids.json before the stage-graph refactor.
+Run keys are a contract with every cache on disk: a change here invalidates cached runs.
+
+Regenerate the fixture only for a deliberate key change: `python tests/unit/test_run_ids.py --write`.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURE = ROOT / "tests/fixtures/run_ids.json"
+CONFIGS = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "configs").rglob("*.yaml"))
+
+# Path models and local data as fixed stand-ins: their real files are not on this machine. The
+# model path stays the config's placeholder (it is part of the key as written); its fingerprint
+# is a constant; the data comes from the test fixtures, with split sizes that fit them.
+DATA = {"math": ["task.data_dir=tests/fixtures/math", "task.n_test=4", "task.n_elicit=3", "task.n_lock=4",
+                 "task.max_chars=0", "task.subjects=[]", "task.levels=[]"],
+        "mc": ["task.data_dir=tests/fixtures/mc/mmlu", "task.n_test=4", "task.n_elicit=3", "task.n_lock=4",
+               "task.subjects=[]"]}
+
+
+def stand_ins(monkeypatch) -> None:
+    from pwlock import hf
+
+    monkeypatch.setattr(hf, "check_model_path", lambda *a, **k: None)
+    monkeypatch.setattr(hf, "fingerprint", lambda path, gguf_file=None: {"stand-in": str(path)})
+
+
+def run_ids(rel: str) -> dict[str, list[str]]:
+    from pwlock.config import load_config
+    from pwlock.plan import planned_run_ids
+
+    cfg = load_config(ROOT / rel)
+    over = ["device=cpu", "runs_dir=runs"] + DATA.get(cfg.task.name, [])
+    return planned_run_ids(load_config(ROOT / rel, over))
+
+
+@pytest.mark.parametrize("rel", CONFIGS)
+def test_run_ids_are_unchanged(rel, monkeypatch):
+    stand_ins(monkeypatch)
+    monkeypatch.chdir(ROOT)
+    expected = json.loads(FIXTURE.read_text())
+    assert rel in expected, f"{rel} is not in {FIXTURE.name}: a new config? add it with --write"
+    assert run_ids(rel) == expected[rel]
+
+
+if __name__ == "__main__" and "--write" in sys.argv:
+    import os
+
+    mp = pytest.MonkeyPatch()
+    stand_ins(mp)
+    os.chdir(ROOT)
+    FIXTURE.write_text(json.dumps({rel: run_ids(rel) for rel in CONFIGS}, indent=1) + "\n")
+    print(f"wrote {FIXTURE}")
