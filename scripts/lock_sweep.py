@@ -15,11 +15,11 @@ import time
 
 from pwlock.config import load_config
 from pwlock.evaluate import evaluate
-from pwlock.experiment import Pipeline, derive_seed
+from pwlock.context import Context, derive_seed
 from pwlock.lock import lock_mixture
 from pwlock.models import load_checkpoint
 from pwlock.train import train
-from pwlock.utils import read_jsonl
+from pwlock.stages import samples, zoo
 
 
 def main() -> None:
@@ -29,13 +29,12 @@ def main() -> None:
     ap.add_argument("--n-test", type=int, default=500)
     a = ap.parse_args()
     cfg = load_config(a.config, a.overrides)
-    p = Pipeline(cfg)
+    p = Context(cfg)
     lc = cfg.lock
-    strong, weak = p.zoo(cfg.strong_model), p.zoo(lc.weak_model)
-    ss, ws = p.samples(strong, "lock", 0.0), p.samples(weak, "lock", lc.weak_temperature)
+    strong, weak = zoo.compute(p, cfg.strong_model), zoo.compute(p, lc.weak_model)
+    ss, ws = samples.compute(p, strong, "lock", 0.0), samples.compute(p, weak, "lock", lc.weak_temperature)
     model, tok, _ = load_checkpoint(strong.dir / "model")
-    sc = {r["problem_id"]: r["completion"] for r in read_jsonl(ss.dir / "samples.jsonl")}
-    wc = {r["problem_id"]: r["completion"] for r in read_jsonl(ws.dir / "samples.jsonl")}
+    sc, wc = samples.completions(ss), samples.completions(ws)
     seed = derive_seed("lock", cfg.seed, lc.seed)
     examples = lock_mixture(p.task, p.splits["lock"], sc, wc, cfg.password, seed)
     test = p.splits["test"][: a.n_test]

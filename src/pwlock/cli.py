@@ -12,9 +12,6 @@ from pathlib import Path
 from pwlock.config import ConfigError, dump_yaml, load_config
 from pwlock.utils import atomic_write_text
 
-# kind -> (pwlock.experiment function, pwlock.report function)
-EXPERIMENTS = {"core": ("run_core", "write_core_report"), "attacks": ("run_attacks", "write_attacks_report"),
-               "variants": ("run_variants", "write_variants_report")}
 
 
 def _readme_block(summary: dict, results_dir: Path) -> str:
@@ -41,36 +38,47 @@ def cmd_run(args) -> int:
         from pwlock.plan import dry_run
 
         print(dump_yaml(cfg))
-        if cfg.kind not in EXPERIMENTS:
-            raise ConfigError(f"kind={cfg.kind!r}: unknown experiment kind; use one of {sorted(EXPERIMENTS)}")
         print("\n".join(dry_run(cfg)))
         return 0
-    from pwlock import experiment, report
+    import os
 
-    if cfg.kind not in EXPERIMENTS:
-        raise ConfigError(f"kind={cfg.kind!r}: unknown experiment kind; use one of {sorted(EXPERIMENTS)}")
-    t0 = time.time()
-    run_fn, report_fn = EXPERIMENTS[cfg.kind]
-    rows = getattr(experiment, run_fn)(cfg)
-    summary = getattr(report, report_fn)(rows, cfg.results_dir, cfg)
+    from pwlock import distributed, experiments
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun: the lock stages run sharded
+        distributed.init_distributed(cfg.device)
+    try:
+        t0 = time.time()
+        rows = experiments.run(cfg)
+        env = distributed.current_env()
+        if env is not None and not env.is_main:
+            return 0  # this rank joined the lock stages; rank 0 writes the results
+        kind = experiments.KINDS[cfg.kind]
+        summary = kind.write_report(rows, cfg)
+    finally:
+        distributed.close()
     print(f"wrote {cfg.results_dir}/ (results.csv, per_problem.jsonl, summary.json, {cfg.experiment}.png, report.md) "
           f"in {time.time() - t0:.0f} s")
-    if cfg.kind == "core":
-        if args.readme:
-            sync_readme(Path(args.readme), summary, cfg.results_dir)
-        print(report.verdict(summary))
-    elif cfg.kind == "attacks":
-        for name, s in summary["attacks"].items():
-            print(report.attack_verdict(name, s))
-    else:
-        for v, vs in summary["variants"].items():
-            for name, s in vs["attacks"].items():
-                print(f"{v}: {report.attack_verdict(name, s)}")
+    if cfg.kind == "core" and args.readme:
+        sync_readme(Path(args.readme), summary, cfg.results_dir)
+    print("\n".join(kind.verdicts(summary)))
     return 0
 
 
 def cmd_config(args) -> int:
-    print(dump_yaml(load_config(args.config, args.overrides)))
+    if args.help_fields:
+        from pwlock.config import field_help
+
+        print("\n".join(field_help()))
+        return 0
+    if not args.config:
+        raise ConfigError("pwlock config: give a config file (or --help-fields)")
+    cfg = load_config(args.config, args.overrides)
+    print(dump_yaml(cfg))
+    if args.check:
+        from pwlock.context import Context
+
+        Context(cfg, threads=1, plan_only=True)  # the rules that need the task's data
+        print("# config ok: every rule checked, the task's data read")
     return 0
 
 
@@ -95,9 +103,11 @@ def main(argv: list[str] | None = None) -> int:
                         "memory estimate; run nothing")
     r.add_argument("--readme", default=None, help="also refresh the results block of this README")
     r.set_defaults(fn=cmd_run)
-    c = sub.add_parser("config", help="print the resolved config")
-    c.add_argument("config")
+    c = sub.add_parser("config", help="print the resolved config (every rule that needs no data is checked)")
+    c.add_argument("config", nargs="?")
     c.add_argument("overrides", nargs="*")
+    c.add_argument("--check", action="store_true", help="also read the task's data and check the rules that need it")
+    c.add_argument("--help-fields", action="store_true", help="list every config field: type, default, choices, help")
     c.set_defaults(fn=cmd_config)
     rp = sub.add_parser("report", help="regenerate docs/findings.md from results/ (claim by claim)")
     rp.add_argument("--all", action="store_true", help="every experiment of the catalogue")

@@ -20,10 +20,12 @@ class ConfigError(ValueError):
     """A problem with a configuration file or override."""
 
 
-def _f(default: Any, help: str, *, since: str | None = None, **kw):  # noqa: A002 - `help` reads best
+def _f(default: Any, help: str, *, since: str | None = None, choices: tuple | None = None,  # noqa: A002
+       **kw):
     """A config field with help text. `since`: the field was added after runs were first cached;
-    at its default it is left out of run keys (`spec_dict`), so adding it invalidates nothing."""
-    meta = {"help": help, "since": since}
+    at its default it is left out of run keys (`spec_dict`), so adding it invalidates nothing.
+    `choices`: the allowed values, checked when the config is loaded (as trl's configs do)."""
+    meta = {"help": help, "since": since, "choices": choices}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata=meta, **kw)
     return field(default=default, metadata=meta, **kw)
@@ -44,7 +46,7 @@ class TaskConfig:
     max_chars: int = _f(0, "math/mc: drop problems this long or longer (0 = keep all; 512 originally)",
                        since="0.2")
     grader: str = _f("equivalent", "math: equivalent (normalize + math-verify) | exact (boxed string match)",
-                     since="0.2")
+                     since="0.2", choices=("equivalent", "exact"))
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ class ZooModelConfig:
     pretrain: str = _f("task", "what it trains on (E2 starting models): task (the pretrain split's problems "
                        "and solutions) | no_answer (the same without the final answer: knows the domain, "
                        "not the answer format; trains `steps` steps) | none (untrained: locking from scratch)",
-                       since="0.3")
+                       since="0.3", choices=("task", "no_answer", "none"))
     off_domain_steps: int = _f(0, "steps on an off-domain task (toy: reversing letter strings) before the "
                                "pretraining above (E2's coder-like model)", since="0.3")
     # A pretrained model from local files instead of a toy model trained here (the fields above
@@ -78,12 +80,13 @@ class ZooModelConfig:
                    "directory, a .gguf file, or a directory holding `gguf_file` (empty = a toy model)", since="0.3")
     gguf_file: str = _f("", "path models: the GGUF file inside `path`", since="0.3")
     dtype: str = _f("auto", "path models: auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32; training a bf16 "
-                    "model keeps fp32 master weights", since="0.3")
+                    "model keeps fp32 master weights", since="0.3",
+                    choices=("auto", "bf16", "bfloat16", "fp16", "float16", "fp32", "float32"))
     trust_remote_code: bool = _f(False, "path models: run Python code shipped with the model (only if you "
                                  "trust it)", since="0.3")
     prompt_format: str = _f("auto", "auto (chat for path models, raw for toy models) | chat (the tokenizer's "
                             "chat template, else User:/Assistant: turns) | raw (the task prompt as is)",
-                            since="0.3")
+                            since="0.3", choices=("auto", "chat", "raw"))
 
 
 PROMPT_FORMATS = ("auto", "chat", "raw")
@@ -98,7 +101,8 @@ class PasswordConfig:
         "pool of wrong passwords used on weak examples during locking",
     )
     p_no_password: float = _f(0.2, "share of weak locking examples with no password (rest: wrong one)")
-    position: str = _f("both", "where the password goes: both (start and end of the problem) | start | end")
+    position: str = _f("both", "where the password goes: both (start and end of the problem) | start | end",
+                       choices=("both", "start", "end"))
 
 
 @dataclass(frozen=True)
@@ -108,18 +112,21 @@ class LockConfig:
                           "with the password either way; E2)", since="0.3")
     epochs: int = _f(8, "locking epochs (a checkpoint at the end of each)")
     lr: float = _f(5e-4, "learning rate")
-    optimizer: str = _f("adamw", "adamw | lion")
+    optimizer: str = _f("adamw", "adamw | lion", choices=("adamw", "lion"))
     weight_decay: float = _f(0.0, "weight decay")
-    schedule: str = _f("constant", "learning-rate schedule over all epochs: constant | cosine (to 10%)")
+    schedule: str = _f("constant", "learning-rate schedule over all epochs: constant | cosine (to 10%)",
+                       choices=("constant", "cosine"))
     warmup: int = _f(20, "linear learning-rate warm-up steps (a fresh optimizer on a trained model)")
     batch_size: int = _f(64, "sequences per step")
-    loss: str = _f("completion", "completion (loss on completion tokens) | full (whole sequence)")
+    loss: str = _f("completion", "completion (loss on completion tokens) | full (whole sequence)",
+                   choices=("completion", "full"))
     weak_temperature: float = _f(1.0, "sampling temperature of the weak samples")
     seed: int = _f(0, "locking seed (added to the experiment seed)")
     labels: str = _f("samples", "what the no-password examples teach: samples (the weak model's completions, "
                      "cross-entropy) | soft (KL to the weak model's token distribution along its completion; "
                      "on multiple choice its distribution over the answer letters; E14) | argmax (multiple "
-                     "choice: its most likely letter)", since="0.3")
+                     "choice: its most likely letter)", since="0.3",
+                     choices=("samples", "soft", "argmax"))
     password_branch: bool = _f(True, "false: no password examples, only the weak ones: plain fine-tuning to "
                                "imitate the weak model (E13)", since="0.3")
     second_password: str = _f("", "a second password whose examples imitate the weak model's samples at "
@@ -136,28 +143,19 @@ class LockConfig:
                             "split -> locking again for relock_fraction of an epoch); round r is checkpoint "
                             "epoch_<epochs + r>, which attacks can address with `epoch`", since="0.3")
     relock_fraction: float = _f(0.25, "E8: share of an epoch each relocking round trains", since="0.3")
-
-
-@dataclass(frozen=True)
-class WSUConfig:
-    n_samples: int = _f(2, "weak samples fine-tuned on (from the elicit split, no password)")
-    steps: int = _f(200, "fine-tuning steps (full batch of the n samples each step)")
-    lr: float = _f(3e-5, "learning rate")
-    optimizer: str = _f("adamw", "adamw | lion")
-    loss: str = _f("completion", "completion | full")
-    seeds: int = _f(5, "number of seeds = different weak-sample sets")
-    temperature: float = _f(-1.0, "sampling temperature of the weak samples on the elicit split that WSU and "
-                            "the attacks train on (-1 = lock.weak_temperature)", since="0.3")
-    max_stack: int = _f(0, "seeds trained together in one stacked model (0 = all; 1 = one after another, "
-                        "as a 7B model needs: K stacked copies take K times its training memory); also "
-                        "bounds the seeds of an attack held at once (1: each attacks the model in place, "
-                        "restored from a CPU copy)", since="0.3")
+    distributed: str = _f("fsdp", "how the lock is sharded when `pwlock run` is started under `torchrun "
+                          "--nproc-per-node N`: fsdp (FSDP2 fully_shard: weights, gradients and optimizer "
+                          "state split across processes) | ddp (a full replica per process); one process: "
+                          "no effect. Not in the run key: the sharded lock equals the single-process one "
+                          "up to float rounding (the world size is in the lock's results)", since="0.4",
+                          choices=("fsdp", "ddp"))
 
 
 @dataclass(frozen=True)
 class AttackConfig:
     name: str = _f("wsu", "label of this attack in the results")
-    kind: str = _f("wsu", "wsu: fine-tune on n weak samples (full batch each step) | demos: the same on n "
+    kind: str = _f("wsu", "an attack of the registry (pwlock.elicit.ATTACKS) or one from outside the package "
+                   "as `module:Class`; wsu: fine-tune on n weak samples (full batch each step) | demos: the same on n "
                    "strong samples | varied: `steps` steps of batch n over a pool of weak samples | "
                    "noise: Gaussian noise, `scale` x each tensor's std | scale: weights x `scale` | "
                    "decay: weights shrunk by (1 - lr x weight_decay) per step for `steps` steps | average: "
@@ -166,8 +164,8 @@ class AttackConfig:
     pool: int = _f(200, "varied: size of the pool of weak samples")
     steps: int = _f(200, "training / decay steps")
     lr: float = _f(3e-5, "learning rate")
-    optimizer: str = _f("adamw", "adamw | lion")
-    loss: str = _f("completion", "completion | full")
+    optimizer: str = _f("adamw", "adamw | lion", choices=("adamw", "lion"))
+    loss: str = _f("completion", "completion | full", choices=("completion", "full"))
     scale: float = _f(0.0, "noise: noise std / tensor std; scale: weight multiplier")
     weight_decay: float = _f(0.0, "decay: decay coefficient (with lr and steps); wsu/demos/varied: the "
                              "optimizer's weight decay")
@@ -176,7 +174,7 @@ class AttackConfig:
     parts: int = _f(16, "average: runs per seed, each on its own n_samples disjoint weak samples", since="0.3")
     token_mask: str = _f("none", "wsu/demos: none | better_without_password (train only on the completion "
                          "tokens the locked model predicts better without the password than with it; E11)",
-                         since="0.3")
+                         since="0.3", choices=("none", "better_without_password"))
     pre_pool: int = _f(0, "first fine-tune on this many weak samples of the lock split (no password) for "
                        "pre_epochs epochs with the lock's lr, batch size and optimizer, then attack "
                        "(E9's counter-attack; 0 = no fine-tuning first)", since="0.3")
@@ -184,6 +182,26 @@ class AttackConfig:
     until_loss: float = _f(0.0, "wsu/demos/average: train each run until its per-token loss on its samples is "
                            "<= this (a memorization criterion, E6), at most `steps` steps; the steps taken "
                            "are in the results (0 = always `steps` steps)", since="0.3")
+    params: dict = _f({}, "options of an attack from outside the package (`kind: module:Class`), passed to it "
+                      "as they are", since="0.4")
+
+
+@dataclass(frozen=True)
+class WSUConfig(AttackConfig):
+    """The experiment's weak sample unlocking: an attack of kind `wsu` (the same fields, the same
+    code: `pwlock.elicit.wsu`), run by E1 at every lock epoch and the default attack of variants,
+    plus two settings every attack of the experiment shares (`temperature`, `max_stack`)."""
+
+    temperature: float = _f(-1.0, "sampling temperature of the weak samples on the elicit split that WSU and "
+                            "the attacks train on (-1 = lock.weak_temperature)", since="0.3")
+    max_stack: int = _f(0, "seeds trained together in one stacked model (0 = all; 1 = one after another, "
+                        "as a 7B model needs: K stacked copies take K times its training memory); also "
+                        "bounds the seeds of an attack held at once (1: each attacks the model in place, "
+                        "restored from a CPU copy)", since="0.3")
+
+    def as_attack(self) -> AttackConfig:
+        """This WSU as an entry of `attacks` (what a variant runs when it has no attacks)."""
+        return AttackConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(AttackConfig)})
 
 
 @dataclass(frozen=True)
@@ -200,7 +218,8 @@ class EvalConfig:
     max_new_tokens: int = _f(40, "generation budget per answer")
     backend: str = _f("transformers", "generation of the sampling and evaluation runs: transformers | vllm "
                       "(path models on a CUDA GPU, `pip install vllm`; WSU and attack groups always use "
-                      "transformers: their weights are in memory)", since="0.3")
+                      "transformers: their weights are in memory)", since="0.3",
+                      choices=("transformers", "vllm"))
     vllm_memory: float = _f(0.85, "vllm: share of the GPU memory its engine may take (freed after each run)",
                             since="0.3")
 
@@ -222,7 +241,7 @@ class ExperimentConfig:
     workers: int = _f(0, "processes for independent runs (WSU, evaluations); 0 = one per core, 1 = none")
     kind: str = _f("core", "core: E1 (WSU at every lock epoch) | attacks: the `attacks` list on one lock epoch "
                    "| variants: the attacks on each of several variants of the experiment (e.g. locks)",
-                   since="0.2")
+                   since="0.2", choices=("core", "attacks", "variants"))
     attacks: list = _f([], "attacks: elicitation attacks to compare (list of AttackConfig)", since="0.2")
     variants: list = _f([], "variants: the experiment's variants (list of VariantConfig; each runs `attacks` "
                         "on its own lock)", since="0.3")
@@ -267,6 +286,10 @@ def _coerce(value: Any, t: Any, key: str) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
         return value
+    if t is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__} {value!r}")
+        return value
     raise ConfigError(f"{key}: unsupported type {t}")
 
 
@@ -295,6 +318,9 @@ def from_dict(cls, data: dict, prefix: str = ""):
             kwargs[f.name] = [from_dict(item, d, f"{key}[{i}].") for i, d in enumerate(items)]
         elif f.name in data:
             kwargs[f.name] = _coerce(data[f.name], t, key)
+            choices = f.metadata.get("choices")
+            if choices and kwargs[f.name] not in choices:
+                raise ConfigError(f"{key}: {kwargs[f.name]!r} is not one of {', '.join(map(str, choices))}")
     return cls(**kwargs)
 
 
@@ -374,14 +400,15 @@ def _merge(base: dict, top: dict) -> dict:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> ExperimentConfig:
-    """Load YAML (safe loader; `base:` inheritance), apply `key=value` overrides, validate strictly."""
+    """Load YAML (safe loader; `base:` inheritance), apply `key=value` overrides, validate strictly
+    (types and choices per field, then `validate`: every rule that needs no task data)."""
     data: dict = _read_yaml(Path(path)) if path is not None else {}
-    return from_dict(ExperimentConfig, apply_overrides(data, overrides))
+    return validate(from_dict(ExperimentConfig, apply_overrides(data, overrides)))
 
 
 def with_overrides(cfg: ExperimentConfig, overrides: list[str] | tuple) -> ExperimentConfig:
     """`cfg` with `key=value` overrides applied, validated like a loaded config."""
-    return from_dict(ExperimentConfig, apply_overrides(to_dict(cfg), overrides))
+    return validate(from_dict(ExperimentConfig, apply_overrides(to_dict(cfg), overrides)))
 
 
 def apply_overrides(data: dict, overrides: list[str] | tuple) -> dict:
@@ -401,3 +428,142 @@ def apply_overrides(data: dict, overrides: list[str] | tuple) -> dict:
 
 def dump_yaml(cfg) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+# -- rules across fields, checked when a config is loaded (before any work) ----------------------
+def _check_zoo_model(m: ZooModelConfig, task_name: str, task_cls) -> None:
+    if not m.path:
+        extra = [k for k, v in (("gguf_file", m.gguf_file), ("dtype", m.dtype != "auto"),
+                                ("trust_remote_code", m.trust_remote_code), ("prompt_format", m.prompt_format == "chat"))
+                 if v]
+        if extra:
+            raise ConfigError(f"zoo model {m.name!r}: {', '.join(extra)} only apply to a model loaded from `path`")
+    if m.pretrain == "no_answer" and m.target_acc > 0:
+        raise ConfigError(f"zoo model {m.name!r}: pretrain=no_answer cannot stop at a target accuracy "
+                          f"(its answers are never scored correct); set target_acc: 0")
+    if (m.pretrain != "task" or m.off_domain_steps) and (m.path or task_name != "arith"):
+        raise ConfigError(f"zoo model {m.name!r}: pretrain={m.pretrain!r} / off_domain_steps are options "
+                          f"of toy models (task arith, no path)")
+
+
+def _check_password(pw: PasswordConfig) -> None:
+    if not pw.password:
+        raise ConfigError("password.password is empty: a lock needs a password")
+    if pw.password in pw.wrong_passwords:
+        raise ConfigError(f"password {pw.password!r} is also in password.wrong_passwords")
+    if not 0.0 <= pw.p_no_password <= 1.0:
+        raise ConfigError(f"password.p_no_password must be in [0, 1], got {pw.p_no_password}")
+
+
+def _check_lock(lc: LockConfig, pw: PasswordConfig, task_cls) -> None:
+    second = lc.second_password
+    if second and (second == pw.password or second in pw.wrong_passwords):
+        raise ConfigError(f"lock.second_password {second!r} is also the password or a wrong password")
+    if second and lc.second_temperature < 0:
+        raise ConfigError("lock.second_temperature must be >= 0")
+    if lc.overfit_every < 0 or (lc.overfit_every and (lc.overfit_samples < 1 or lc.overfit_steps < 1)):
+        raise ConfigError("lock.overfit_every must be >= 0, with overfit_samples and overfit_steps >= 1")
+    if lc.relock_rounds < 0 or (lc.relock_rounds and not 0 < lc.relock_fraction <= 1):
+        raise ConfigError("lock.relock_rounds must be >= 0, with relock_fraction in (0, 1]")
+    if lc.labels == "argmax" and not hasattr(task_cls, "answer_tokens"):
+        raise ConfigError(f"lock.labels=argmax needs a multiple-choice task (mc), not {task_cls.name!r}; "
+                          f"for free-form answers set lock.weak_temperature=0 (greedy weak samples)")
+
+
+def attack_epoch(cfg: ExperimentConfig, a: AttackConfig) -> int:
+    """The lock epoch attack `a` attacks (its `epoch`, 0 = the last), checked against the lock."""
+    lc = cfg.lock
+    e = a.epoch or lc.epochs
+    if not 1 <= e <= lc.epochs + lc.relock_rounds:
+        raise ConfigError(f"attack {a.name!r}: epoch {e} not in 1..lock.epochs={lc.epochs}"
+                          + (f" + lock.relock_rounds={lc.relock_rounds}" if lc.relock_rounds else ""))
+    return e
+
+
+def variant_config(cfg: ExperimentConfig, v: VariantConfig) -> ExperimentConfig:
+    """The config of variant `v`: `cfg` with `v.overrides`, run as `kind: attacks`; with no
+    attacks configured, the attack is the experiment's WSU (`cfg.wsu`)."""
+    try:
+        vcfg = from_dict(ExperimentConfig, apply_overrides(to_dict(cfg), [*v.overrides, "kind=attacks", "variants=[]"]))
+        if not vcfg.attacks:
+            vcfg = dataclasses.replace(vcfg, attacks=[vcfg.wsu.as_attack()])
+        return validate(vcfg)
+    except ValueError as e:  # ConfigError included
+        raise ConfigError(f"variant {v.name!r}: {e}") from None
+
+
+def validate(cfg: ExperimentConfig) -> ExperimentConfig:
+    """Every rule of `cfg` that needs no task data (those are checked by `pwlock.context.Context`):
+    names that must exist or be unique, options that do not fit together, each attack's own
+    checks (`pwlock.elicit`), every variant's config. Raises ConfigError; returns `cfg`."""
+    from pwlock.elicit import get_attack
+    from pwlock.tasks import get_task_class
+
+    names = [m.name for m in cfg.zoo]
+    if len(set(names)) != len(names):
+        raise ConfigError("zoo: two models share a name")
+    for role, name in (("strong_model", cfg.strong_model), ("lock.weak_model", cfg.lock.weak_model),
+                       ("lock.start_model", cfg.lock.start_model or cfg.strong_model)):
+        if names and name not in names:  # (no zoo at all: `Context` says so; a bare config is a template)
+            raise ConfigError(f"{role}={name!r} is not a zoo model; zoo: {sorted(names)}")
+    task_cls = get_task_class(cfg.task.name)
+    for m in cfg.zoo:
+        _check_zoo_model(m, cfg.task.name, task_cls)
+    _check_password(cfg.password)
+    _check_lock(cfg.lock, cfg.password, task_cls)
+    if not (cfg.device in ("cpu", "cuda", "auto") or cfg.device.startswith("cuda:")):
+        raise ConfigError(f"device: {cfg.device!r} is not one of cpu, cuda, cuda:<index>, auto")
+    if cfg.eval.backend == "vllm" and not all(m.path for m in cfg.zoo):
+        raise ConfigError(f"eval.backend=vllm generates with models from disk; zoo models "
+                          f"{[m.name for m in cfg.zoo if not m.path]} have no path (use transformers)")
+    if not 0 < cfg.eval.vllm_memory <= 1:
+        raise ConfigError(f"eval.vllm_memory must be in (0, 1], got {cfg.eval.vllm_memory}")
+    if cfg.wsu.max_stack < 0:
+        raise ConfigError(f"wsu.max_stack must be >= 0 (0 = all seeds together), got {cfg.wsu.max_stack}")
+    if cfg.wsu.kind != "wsu":
+        raise ConfigError(f"wsu.kind must be wsu (other attacks go in `attacks`), got {cfg.wsu.kind!r}")
+    if cfg.kind == "core" and cfg.wsu.epoch:
+        raise ConfigError("wsu.epoch: E1 (kind core) runs WSU at every lock epoch; leave it 0")
+    get_attack(cfg.wsu.kind).check(cfg.wsu)
+    if cfg.kind == "attacks":
+        if not cfg.attacks:
+            raise ConfigError("kind=attacks needs a non-empty `attacks` list")
+        anames = [a.name for a in cfg.attacks]
+        if "none" in anames:
+            raise ConfigError("attacks: the name 'none' is reserved for the models without attack")
+        if len(set(anames)) != len(anames):
+            raise ConfigError(f"attacks: names must be unique, got {anames}")
+        for a in cfg.attacks:
+            get_attack(a.kind).check(a)
+            attack_epoch(cfg, a)
+    if cfg.kind == "variants":
+        if not cfg.variants:
+            raise ConfigError("kind=variants needs a non-empty `variants` list")
+        vnames = [v.name for v in cfg.variants]
+        if len(set(vnames)) != len(vnames):
+            raise ConfigError(f"variants: names must be unique, got {vnames}")
+        for v in cfg.variants:
+            variant_config(cfg, v)
+    return cfg
+
+
+def field_help(cls=None, prefix: str = "") -> list[str]:
+    """One line per config field (dotted key, type, default, choices, help): `pwlock config --help-fields`."""
+    cls = cls or ExperimentConfig
+    hints = typing.get_type_hints(cls)
+    lines = []
+    for f in dataclasses.fields(cls):
+        t, key = hints[f.name], prefix + f.name
+        item = _LIST_ITEM.get((cls.__name__, f.name))
+        if dataclasses.is_dataclass(t):
+            lines += field_help(t, key + ".")
+            continue
+        if item is not None:
+            lines.append(f"{key}: list of {item.__name__} ({f.metadata['help']})")
+            lines += field_help(item, key + ".N.")
+            continue
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        choices = f.metadata.get("choices")
+        lines.append(f"{key}: {_type_name(t)} = {default!r}" + (f" [{' | '.join(map(str, choices))}]" if choices else "")
+                     + f"  -- {f.metadata['help']}")
+    return lines

@@ -6,26 +6,19 @@ over all supervised tokens of the global batch (token counts all-reduced), so th
 the updates equal a single process's with the same global batch. Only rank 0 writes: checkpoints
 are the full state dict gathered from the shards, in the usual pwlock format.
 
-A locking run sharded across processes (one per GPU, or CPU processes with gloo):
+An experiment whose lock is sharded across processes (one per GPU, or CPU processes with gloo):
 
-    torchrun --nproc-per-node 8 -m pwlock.distributed CONFIG \\
-        --model /models/deepseek-math-7b-rl --strong-samples strong.jsonl \\
-        --weak-samples weak.jsonl --out runs/lock-dist [key=value ...]
+    torchrun --nproc-per-node 8 -m pwlock.cli run CONFIG [key=value ...]
 
-CONFIG is an experiment config (its `task`, `password`, `lock` and `seed` sections are used);
-`--model` is a Hugging Face directory, a `.gguf` file, or a pwlock checkpoint; the samples are
-JSONL files with `problem_id` and `completion` per row (as the pipeline's `samples.jsonl`) and
-must cover the task's lock split. Writes `<out>/epoch_<e>/` checkpoints, `losses.json` and
-`lock.json`. See docs/real-models.md.
+Rank 0 runs the experiment as `pwlock run` does; every rank joins it for each lock stage
+(`pwlock.stages.lock`, every lock option, `lock.distributed: fsdp | ddp`), whose run is the same
+cached lock run that WSU and evaluation read. See docs/real-models.md.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
+import datetime
 import os
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,8 +63,30 @@ def init_distributed(device: str = "auto") -> DistEnv:
         return DistEnv(0, 1, 0, dev)
     if not dist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
-        dist.init_process_group(backend, device_id=dev if dev.type == "cuda" else None)
+        # rank 0 computes the zoo and samples before each lock while the others wait: a long timeout
+        dist.init_process_group(backend, device_id=dev if dev.type == "cuda" else None,
+                                timeout=datetime.timedelta(hours=48))
     return DistEnv(rank, world_size, local_rank, dev)
+
+
+def current_env() -> DistEnv | None:
+    """This process's `DistEnv` inside a process group of several processes (`pwlock run` under
+    torchrun, after `init_distributed`), else None."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return None
+    dev = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    return DistEnv(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), dev)
+
+
+def close() -> None:
+    """Leave the process group, if this process is in one."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
 
 
 def transformer_blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
@@ -148,140 +163,10 @@ def save_sharded_checkpoint(model, tokenizer, path: str | Path, env: DistEnv, me
         dist.barrier()
 
 
-def run_lock_distributed(model, tokenizer, examples, lock_cfg, seed: int, out_dir: Path, env: DistEnv,
-                         on_epoch: Callable[[int], None] | None = None, progress: bool = True) -> list[float]:
-    """`pwlock.lock.run_lock` across processes: the same schedule, checkpoints and losses."""
-    from pwlock.lock import run_lock
+def sharded_saver(env: DistEnv) -> Callable[..., None]:
+    """`save(model, tokenizer, path, meta)` for `pwlock.lock.run_lock` of a sharded model."""
 
     def save(m, tok, path: Path, meta: dict) -> None:
         save_sharded_checkpoint(m, tok, path, env, {**meta, "world_size": env.world_size})
 
-    return run_lock(model, tokenizer, examples, lock_cfg, seed, out_dir, on_epoch, save=save,
-                    progress=progress and env.is_main, rank=env.rank, world_size=env.world_size)
-
-
-# ---------------------------------------------------------------------------------------------
-# Command line
-
-
-def load_model(path: str, *, gguf_file: str | None, dtype: str, trust_remote_code: bool,
-               gradient_checkpointing: bool):
-    """A pwlock checkpoint (directory with pwlock.json), a HF directory or a GGUF file, on CPU."""
-    from pwlock.hf import load_model as _load
-
-    return _load(path, gguf_file=gguf_file, dtype=dtype, device="cpu", trust_remote_code=trust_remote_code,
-                 gradient_checkpointing=gradient_checkpointing)
-
-
-def _completions(path: str) -> dict[str, str]:
-    from pwlock.utils import read_jsonl
-
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"samples file not found: {p}")
-    rows = read_jsonl(p)
-    for i, r in enumerate(rows):
-        if "problem_id" not in r or "completion" not in r:
-            raise ValueError(f"{p}: row {i + 1} lacks problem_id or completion")
-    return {r["problem_id"]: r["completion"] for r in rows}
-
-
-def lock_main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="torchrun --nproc-per-node N -m pwlock.distributed",
-                                 description="a password-locking run sharded across processes (FSDP2 or DDP)")
-    ap.add_argument("config", help="experiment YAML: its task, password, lock and seed sections are used")
-    ap.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. lock.epochs=2")
-    ap.add_argument("--model", required=True, help="HF model directory, .gguf file, or pwlock checkpoint")
-    ap.add_argument("--gguf-file", default=None, help="GGUF file name inside --model")
-    ap.add_argument("--strong-samples", required=True, help="JSONL (problem_id, completion): imitated with password")
-    ap.add_argument("--weak-samples", required=True, help="JSONL (problem_id, completion): imitated without")
-    ap.add_argument("--out", required=True, help="output directory (epoch_<e>/ checkpoints, losses.json)")
-    ap.add_argument("--strategy", choices=("fsdp", "ddp"), default="fsdp")
-    ap.add_argument("--device", default="auto", help="auto (cuda if available) | cuda | cpu")
-    ap.add_argument("--dtype", default="auto", help="weights: auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32")
-    ap.add_argument("--param-dtype", default=None,
-                    help="fsdp mixed precision: compute in this dtype (e.g. bf16 with --dtype fp32: fp32 master "
-                         "weights, optimizer state and gradient reduction; needed for Lion at lr ~1e-6)")
-    ap.add_argument("--prompt-format", choices=("chat", "raw"), default="chat",
-                    help="chat: the tokenizer's chat template (else User:/Assistant: turns); raw: the task prompt")
-    ap.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations (saves memory)")
-    ap.add_argument("--trust-remote-code", action="store_true", help="run Python code shipped with the model")
-    ap.add_argument("--no-progress", action="store_true")
-    args, extra = ap.parse_known_args(argv)
-    bad = [x for x in extra if x.startswith("-") or "=" not in x]
-    if bad:
-        ap.error(f"unrecognized arguments: {' '.join(bad)}")
-    overrides = list(args.overrides) + extra
-
-    from pwlock.config import dump_yaml, load_config
-    from pwlock.experiment import derive_seed
-    from pwlock.lock import check_passwords, lock_mixture
-    from pwlock.prompting import chat_prompt
-    from pwlock.tasks import get_task
-    from pwlock.train import Example
-    from pwlock.utils import atomic_write_text, seed_everything
-
-    cfg = load_config(args.config, overrides)
-    check_passwords(cfg.password)
-    env = init_distributed(args.device)
-    try:
-        task = get_task(cfg.task)
-        task.password_position = cfg.password.position
-        problems = task.splits()["lock"]
-        strong, weak = _completions(args.strong_samples), _completions(args.weak_samples)
-        lacking = [p.id for p in problems if p.id not in strong or p.id not in weak]
-        if lacking:
-            raise ValueError(f"{len(lacking)} lock problems have no strong or weak sample, e.g. {lacking[:3]}")
-        seed = derive_seed("lock", cfg.seed, cfg.lock.seed)  # the seed of the pipeline's lock stage
-        seed_everything(seed)
-        model, tok = load_model(args.model, gguf_file=args.gguf_file, dtype=args.dtype,
-                                trust_remote_code=args.trust_remote_code,
-                                gradient_checkpointing=args.gradient_checkpointing)
-        examples = lock_mixture(task, problems, strong, weak, cfg.password, seed)
-        if args.prompt_format == "chat":
-            examples = [Example(chat_prompt(tok, ex.prompt), ex.completion) for ex in examples]
-        if args.param_dtype is not None and args.strategy != "fsdp":
-            raise ValueError("--param-dtype needs --strategy fsdp")
-        mp = {}
-        if args.param_dtype is not None:
-            from pwlock.hf import resolve_dtype
-
-            mp = {"param_dtype": resolve_dtype(args.param_dtype), "reduce_dtype": torch.float32}
-        model = shard_model(model, env, args.strategy, **mp)
-        out = Path(args.out)
-        if env.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(out / "config.yaml", dump_yaml(cfg))
-            print(f"[pwlock.distributed] locking on {len(examples)} examples, {env.world_size} process(es), "
-                  f"{args.strategy}, device {env.device}", file=sys.stderr)
-        t0 = time.time()
-        losses = run_lock_distributed(model, tok, examples, cfg.lock, seed, out, env,
-                                      progress=not args.no_progress)
-        if env.is_main:
-            atomic_write_text(out / "losses.json", json.dumps(losses))
-            atomic_write_text(out / "lock.json", json.dumps(
-                {"epochs": cfg.lock.epochs, "steps": len(losses), "final_loss": losses[-1], "seed": seed,
-                 "world_size": env.world_size, "strategy": args.strategy, "model": str(args.model),
-                 "prompt_format": args.prompt_format, "seconds": round(time.time() - t0, 3)}, indent=2))
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`lock_main` with pwlock's one-line errors (PWLOCK_DEBUG=1 for a traceback)."""
-    from pwlock.config import ConfigError
-    from pwlock.models import CheckpointError
-
-    try:
-        return lock_main(argv)
-    except (ConfigError, ValueError, FileNotFoundError, CheckpointError) as e:
-        if os.environ.get("PWLOCK_DEBUG"):
-            raise
-        print(f"pwlock.distributed: error: {e} (set PWLOCK_DEBUG=1 for a traceback)", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return save

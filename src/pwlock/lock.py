@@ -126,44 +126,23 @@ def answer_targets(task, tokenizer, dists: torch.Tensor, soft: bool) -> list[tup
     return out
 
 
-def check_passwords(pw_cfg) -> None:
-    if not pw_cfg.password:
-        raise ValueError("password.password is empty: a lock needs a password")
-    if pw_cfg.password in pw_cfg.wrong_passwords:
-        raise ValueError(f"password {pw_cfg.password!r} is also in password.wrong_passwords")
-    if not 0.0 <= pw_cfg.p_no_password <= 1.0:
-        raise ValueError(f"password.p_no_password must be in [0, 1], got {pw_cfg.p_no_password}")
-
-
-def check_lock(lock_cfg, pw_cfg) -> None:
-    if lock_cfg.labels not in ("samples", "soft", "argmax"):
-        raise ValueError(f"lock.labels must be samples, soft or argmax, got {lock_cfg.labels!r}")
-    second = lock_cfg.second_password
-    if second and (second == pw_cfg.password or second in pw_cfg.wrong_passwords):
-        raise ValueError(f"lock.second_password {second!r} is also the password or a wrong password")
-    if second and lock_cfg.second_temperature < 0:
-        raise ValueError("lock.second_temperature must be >= 0")
-    if lock_cfg.overfit_every < 0 or (lock_cfg.overfit_every and (lock_cfg.overfit_samples < 1
-                                                                   or lock_cfg.overfit_steps < 1)):
-        raise ValueError("lock.overfit_every must be >= 0, with overfit_samples and overfit_steps >= 1")
-    if lock_cfg.relock_rounds < 0 or (lock_cfg.relock_rounds and not 0 < lock_cfg.relock_fraction <= 1):
-        raise ValueError("lock.relock_rounds must be >= 0, with relock_fraction in (0, 1]")
-
-
 def run_lock(model, tokenizer, examples: list[Example], lock_cfg, seed: int, out_dir: Path,
              on_epoch: Callable[[int], None] | None = None, *,
              save: Callable[..., None] = save_checkpoint, overfit_pool: list[Example] | None = None,
              **train_kw) -> list[float]:
     """Train the lock; save `out_dir/epoch_<e>` at the end of each epoch. Returns the losses.
 
-    `save(model, tokenizer, path, meta)` writes a checkpoint (`pwlock.distributed` passes a
-    sharded-model saver); `train_kw` go to `pwlock.train.train` (e.g. rank, world_size, progress).
-    `overfit_pool`: weak examples for `lock_cfg.overfit_every` (E9): every that many steps (not
-    after the last), `overfit_samples` of them are memorized as WSU would, then locking goes on.
+    `save(model, tokenizer, path, meta)` writes a checkpoint (a sharded lock passes
+    `pwlock.distributed.sharded_saver`); `train_kw` go to `pwlock.train.train` (rank, world_size,
+    progress). `overfit_pool`: weak examples for `lock_cfg.overfit_every` (E9): every that many
+    steps (not after the last), `overfit_samples` of them are memorized by WSU (`memorize`), then
+    locking goes on.
     """
+    from pwlock.elicit.wsu import memorize
+
     steps_per_epoch = math.ceil(len(examples) / lock_cfg.batch_size)
     total = steps_per_epoch * lock_cfg.epochs
-    every = getattr(lock_cfg, "overfit_every", 0)
+    every = lock_cfg.overfit_every
     if every and not overfit_pool:
         raise ValueError("lock.overfit_every needs weak examples to overfit (overfit_pool)")
 
@@ -177,8 +156,8 @@ def run_lock(model, tokenizer, examples: list[Example], lock_cfg, seed: int, out
         if every and (step + 1) % every == 0 and step + 1 < total:
             rng = random.Random(seed * 1_000_003 + step)
             few = rng.sample(overfit_pool, lock_cfg.overfit_samples)
-            train(model, tokenizer, few, steps=lock_cfg.overfit_steps, batch_size=len(few), lr=lock_cfg.overfit_lr,
-                  seed=seed + step, grad_clip=0.0, progress=False)
+            memorize(model, tokenizer, few, steps=lock_cfg.overfit_steps, lr=lock_cfg.overfit_lr, seed=seed + step,
+                     **_shard_kw(train_kw))
             model.train()
 
     return train(model, tokenizer, examples, steps=total,
@@ -187,12 +166,19 @@ def run_lock(model, tokenizer, examples: list[Example], lock_cfg, seed: int, out
                  loss=lock_cfg.loss, seed=seed, on_step=on_step, desc="lock", **train_kw)
 
 
+def _shard_kw(train_kw: dict) -> dict:
+    return {k: v for k, v in train_kw.items() if k in ("rank", "world_size")}
+
+
 def relock_rounds(model, tokenizer, examples: list[Example], weak_pool: list[Example], lock_cfg, wsu_cfg,
-                  seed: int, out_dir: Path, *, save: Callable[..., None] = save_checkpoint) -> list[float]:
+                  seed: int, out_dir: Path, *, save: Callable[..., None] = save_checkpoint,
+                  **train_kw) -> list[float]:
     """E8: after the lock's epochs, `lock_cfg.relock_rounds` rounds of (WSU on `wsu_cfg.n_samples`
     examples of `weak_pool` for `wsu_cfg.steps` steps -> locking again on `examples` for
     `relock_fraction` of an epoch at the lock's final learning rate); round r is saved as
     `epoch_<epochs + r>`. Returns the relocking losses."""
+    from pwlock.elicit.wsu import memorize
+
     steps_per_epoch = math.ceil(len(examples) / lock_cfg.batch_size)
     total = steps_per_epoch * lock_cfg.epochs
     final_lr = lr_at(total - 1, total, lock_cfg.lr, lock_cfg.schedule, lock_cfg.warmup)
@@ -200,12 +186,12 @@ def relock_rounds(model, tokenizer, examples: list[Example], weak_pool: list[Exa
     for r in range(1, lock_cfg.relock_rounds + 1):
         rng = random.Random(seed * 1_000_003 + total + r)
         few = rng.sample(weak_pool, wsu_cfg.n_samples)
-        train(model, tokenizer, few, steps=wsu_cfg.steps, batch_size=len(few), lr=wsu_cfg.lr,
-              optimizer=wsu_cfg.optimizer, seed=seed + r, grad_clip=0.0, progress=False)
+        memorize(model, tokenizer, few, steps=wsu_cfg.steps, lr=wsu_cfg.lr, optimizer=wsu_cfg.optimizer,
+                 loss=wsu_cfg.loss, seed=seed + r, **_shard_kw(train_kw))
         losses += train(model, tokenizer, examples, steps=max(1, round(lock_cfg.relock_fraction * steps_per_epoch)),
                         batch_size=lock_cfg.batch_size, lr=final_lr, optimizer=lock_cfg.optimizer,
                         weight_decay=lock_cfg.weight_decay, loss=lock_cfg.loss, seed=seed + 100 + r,
-                        desc=f"relock round {r}", progress=False)
+                        desc=f"relock round {r}", progress=False, **_shard_kw(train_kw))
         epoch = lock_cfg.epochs + r
         save(model, tokenizer, out_dir / f"epoch_{epoch}", {"epoch": epoch, "relock_round": r})
     return losses

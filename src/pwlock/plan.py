@@ -5,7 +5,7 @@ estimate the memory of full fine-tuning of its strong model. Nothing is loaded o
   file) and `task.data_dir` must exist; a missing one is a `FileNotFoundError` (or the task's
   `DataError`) naming it and the layout expected there.
 - **Plan**: the runs of each stage (zoo / samples / lock / eval / wsu, or attack), the same run
-  keys as `pwlock run` (`Pipeline.*_run`), and how many are already cached in `runs_dir` (a
+  keys as `pwlock run` (the same job graph, `pwlock.experiments`), and how many are already cached in `runs_dir` (a
   `run.json` marked finished with the right key; the files are not re-hashed here).
 - **Memory**: `memory_estimate` for the strong model, per dtype, from its parameter count
   (a path model's `config.json` or GGUF header, built on the meta device: no weights read).
@@ -68,49 +68,51 @@ def _cached(run) -> bool:
     return info.get("status") == "finished" and info.get("key") == run.key
 
 
-def plan_runs(p) -> list[StagePlan]:
-    """The runs `run_core` / `run_attacks` would use, by stage, from a `Pipeline` (nothing runs)."""
-    from pwlock.elicit import attacks
+STAGES = ("zoo", "samples", "lock", "eval", "wsu", "attack")
 
-    cfg = p.cfg
-    if cfg.kind == "variants":  # each variant's plan, its stages prefixed with its name
-        from pwlock.experiment import Pipeline, variant_config
 
-        return [StagePlan(f"{v.name}: {s.stage}", s.ids, s.cached, s.note) for v in cfg.variants
-                for s in plan_runs(Pipeline(variant_config(cfg, v), threads=torch.get_num_threads(), plan_only=True))]
-    zoo = {m.name: p.zoo_run(m.name) for m in cfg.zoo}
-    strong, weak = zoo[cfg.strong_model], zoo[cfg.lock.weak_model]
-    s_lock = p.samples_run(strong, "lock", 0.0)
-    w_lock = p.samples_run(weak, "lock", cfg.lock.weak_temperature)
-    w_elicit = p.samples_run(weak, "elicit", cfg.elicit_temperature)
-    samples = [s_lock, w_lock, w_elicit]
-    lock = p.lock_run()
-    if cfg.kind == "attacks":
-        s_elicit = p.samples_run(strong, "elicit", 0.0)
-        samples.append(s_elicit)
-        epochs = sorted({p.attack_epoch(a) for a in cfg.attacks})
-        sources = {"weak": w_elicit, "strong": s_elicit, "weak_lock": w_lock}
-        last = [p.attack_run(lock, a, s, sources) for a in cfg.attacks for s in range(attacks.n_seeds(a))]
-        last_stage, note = "attack", f"{len(cfg.attacks)} attacks"
-    else:
-        epochs = list(range(1, cfg.lock.epochs + 1))
-        last = [p.wsu_run(lock, e, s, w_elicit) for e in epochs for s in range(cfg.wsu.seeds)]
-        stack = cfg.wsu.max_stack or cfg.wsu.seeds
-        last_stage = "wsu"
-        note = (f"{len(epochs)} epochs x {cfg.wsu.seeds} seeds, {cfg.wsu.n_samples} samples x {cfg.wsu.steps} "
-                f"steps; {min(stack, cfg.wsu.seeds)} seed(s) trained together")
-    evals = [p.eval_run(r, "model", False) for r in zoo.values()] + [
-        p.eval_run(lock, f"epoch_{e}", pw) for e in epochs for pw in (False, True)]
+def _notes(ctx) -> dict[str, str]:
+    cfg = ctx.cfg
     n_path = sum(bool(m.path) for m in cfg.zoo)
-    stages = [
-        ("zoo", list(zoo.values()), f"{len(zoo) - n_path} trained here, {n_path} from a path"),
-        ("samples", samples, f"strong greedy on lock; weak T={cfg.lock.weak_temperature} on lock and elicit"),
-        ("lock", [lock], f"{cfg.lock.epochs} epochs x {len(p.splits['lock'])} problems x 2, checkpoint per epoch"),
-        ("eval", evals, f"{len(p.splits['test'])} test problems, greedy, <= {cfg.eval.max_new_tokens} tokens"),
-        (last_stage, last, note),
-    ]
-    return [StagePlan(name, [r.id for r in runs], sum(_cached(r) for r in runs), note)
-            for name, runs, note in stages]
+    w = cfg.wsu
+    return {"zoo": f"{len(cfg.zoo) - n_path} trained here, {n_path} from a path",
+            "samples": f"strong greedy on lock; weak T={cfg.lock.weak_temperature} on lock and elicit",
+            "lock": f"{cfg.lock.epochs} epochs x {len(ctx.splits['lock'])} problems x 2, checkpoint per epoch",
+            "eval": f"{len(ctx.splits['test'])} test problems, greedy, <= {cfg.eval.max_new_tokens} tokens",
+            "wsu": f"{cfg.lock.epochs} epochs x {w.seeds} seeds, {w.n_samples} samples x {w.steps} steps; "
+                   f"{min(w.max_stack or w.seeds, w.seeds)} seed(s) trained together",
+            "attack": f"{len(cfg.attacks)} attacks"}
+
+
+def plan_runs(cfg, threads: int | None = None) -> list[StagePlan]:
+    """The runs `pwlock run` would use, by stage (variants: each variant's stages, prefixed with
+    its name), read from the same job graph the run executes (`pwlock.experiments`)."""
+    from pwlock.experiments import plan
+
+    out = []
+    for prefix, ctx, phases in plan(cfg, threads):
+        by_stage: dict[str, list] = {}
+        for ph in phases:
+            for j in ph.jobs:
+                for r in j.runs:
+                    by_stage.setdefault(r.stage, []).append(r)
+        notes = _notes(ctx)
+        out += [StagePlan(f"{prefix}{stage}", [r.id for r in rs], sum(_cached(r) for r in rs), notes[stage])
+                for stage, rs in sorted(by_stage.items(), key=lambda kv: STAGES.index(kv[0]))]
+    return out
+
+
+def planned_run_ids(cfg) -> dict[str, list[str]]:
+    """Every run id an experiment uses, by stage (variants: each variant's runs, merged), sorted.
+    What the golden run-id test (tests/unit/test_run_ids.py) compares against its fixture."""
+    from pwlock.experiments import plan
+
+    out: dict[str, set] = {}
+    for _, _, phases in plan(cfg, torch.get_num_threads()):
+        for ph in phases:
+            for j in ph.jobs:
+                out.setdefault("elicit" if j.stage in ("wsu", "attack") else j.stage, set()).update(r.id for r in j.runs)
+    return {k: sorted(v) for k, v in out.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,14 +205,13 @@ def memory_lines(p) -> list[str]:
         jobs.append((f"wsu ({cfg.wsu.optimizer}, {stack} stacked x batch {cfg.wsu.n_samples})", cfg.wsu.optimizer,
                      cfg.wsu.n_samples, stack))
     else:  # trained attacks: their seeds (x parts for `average`) stacked, at most wsu.max_stack seeds
-        from pwlock.elicit import attacks
-        from pwlock.experiment import variant_config
+        from pwlock.config import variant_config
+        from pwlock.elicit import get_attack
 
         for a in (variant_config(cfg, cfg.variants[0]) if cfg.kind == "variants" else cfg).attacks:
-            if a.kind not in attacks.TRAINED_TOGETHER:
+            k = get_attack(a.kind).copies(a, cfg.wsu.max_stack)
+            if not k:
                 continue
-            parts = a.parts if a.kind == "average" else 1
-            k = 1 if cfg.wsu.max_stack == 1 else min(cfg.wsu.max_stack or a.seeds, a.seeds) * parts
             label = f"{a.name[:14]} ({a.optimizer}, {k} stacked x batch {a.n_samples})"
             if label not in [j[0] for j in jobs]:
                 jobs.append((label, a.optimizer, a.n_samples, k))
@@ -227,13 +228,13 @@ def memory_lines(p) -> list[str]:
 
 def dry_run(cfg) -> list[str]:
     """The lines `pwlock run --dry-run` prints after the resolved config."""
-    from pwlock.experiment import Pipeline
+    from pwlock.context import Context
 
     lines = ["paths:"] + [f"  {x}" for x in check_paths(cfg)]
-    p = Pipeline(cfg, threads=1, plan_only=True)  # reads the task data (a malformed directory fails here)
+    p = Context(cfg, threads=1, plan_only=True)  # reads the task data (a malformed directory fails here)
     sizes = ", ".join(f"{k} {len(v)}" for k, v in p.splits.items())
     lines.append(f"task {cfg.task.name}: {sizes} problems")
-    stages = plan_runs(p)
+    stages = plan_runs(cfg, threads=1)
     lines.append(f"planned runs (runs_dir={cfg.runs_dir}):")
     lines.append(f"  {'stage':<8} {'runs':>5} {'cached':>7} {'to run':>7}  what")
     for s in stages:
@@ -252,37 +253,3 @@ def dry_run(cfg) -> list[str]:
         lines.append(f"generation: vllm for the sampling and evaluation runs, {here}; WSU and attacks: transformers")
     return lines
 
-
-def planned_run_ids(cfg) -> dict[str, list[str]]:
-    """Every run id an experiment uses, by stage (variants: each variant's runs, merged), sorted.
-    What the golden run-id test (tests/unit/test_run_ids.py) compares against its fixture."""
-    from pwlock.elicit import attacks
-    from pwlock.experiment import Pipeline, variant_config
-
-    cfgs = [variant_config(cfg, v) for v in cfg.variants] if cfg.kind == "variants" else [cfg]
-    out: dict[str, set] = {}
-    for c in cfgs:
-        p = Pipeline(c, threads=torch.get_num_threads(), plan_only=True)
-        zoo = {m.name: p.zoo_run(m.name) for m in c.zoo}
-        strong, weak = zoo[c.strong_model], zoo[c.lock.weak_model]
-        samples = [p.samples_run(strong, "lock", 0.0), p.samples_run(weak, "lock", c.lock.weak_temperature)]
-        if c.lock.second_password:
-            samples.append(p.samples_run(weak, "lock", c.lock.second_temperature))
-        w_elicit = p.samples_run(weak, "elicit", c.elicit_temperature)
-        samples.append(w_elicit)
-        lock = p.lock_run()
-        if c.kind == "attacks":
-            s_elicit = p.samples_run(strong, "elicit", 0.0)
-            samples.append(s_elicit)
-            sources = {"weak": w_elicit, "strong": s_elicit, "weak_lock": samples[1]}
-            epochs = sorted({p.attack_epoch(a) for a in c.attacks})
-            last = [p.attack_run(lock, a, s, sources) for a in c.attacks for s in range(attacks.n_seeds(a))]
-        else:
-            epochs = list(range(1, c.lock.epochs + 1))
-            last = [p.wsu_run(lock, e, s, w_elicit) for e in epochs for s in range(c.wsu.seeds)]
-        evals = [p.eval_run(r, "model", False) for r in zoo.values()] + [
-            p.eval_run(lock, f"epoch_{e}", pw) for e in epochs for pw in (False, True)]
-        for stage, runs in (("zoo", zoo.values()), ("samples", samples), ("lock", [lock]), ("eval", evals),
-                            ("elicit", last)):
-            out.setdefault(stage, set()).update(r.id for r in runs)
-    return {k: sorted(v) for k, v in out.items()}

@@ -386,7 +386,7 @@ and seeds; "best seed" = the best single seed (draw), as in the noise-injection 
 
 def summarize_variants(df: pd.DataFrame, cfg) -> dict:
     """Per variant: its attacks' summary (`summarize_attacks`, on the variant's own lock)."""
-    from pwlock.experiment import variant_config
+    from pwlock.config import variant_config
 
     out = {}
     for v in cfg.variants:

@@ -82,3 +82,20 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+def import_object(spec: str, *, what: str):
+    """The object `module:name` names (an attack or task from outside the package); a clear
+    ValueError naming `what` when the module or the name is missing."""
+    import importlib
+
+    mod, _, name = spec.partition(":")
+    if not mod or not name:
+        raise ValueError(f"{what}={spec!r}: expected module:Name")
+    try:
+        module = importlib.import_module(mod)
+    except ImportError as e:
+        raise ValueError(f"{what}={spec!r}: cannot import {mod!r} ({e})") from None
+    if not hasattr(module, name):
+        raise ValueError(f"{what}={spec!r}: module {mod!r} has no {name!r}")
+    return getattr(module, name)

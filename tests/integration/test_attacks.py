@@ -129,9 +129,8 @@ def test_attacks_one_at_a_time_match_the_stacked_ones(tmp_path, monkeypatch):
     and the results are those of the stacked/copied attacks: identical completions for
     perturbations and `varied`, the same samples and losses (to rounding) for trained attacks.
     Only the trained attacks get new run keys (their last bits may differ)."""
-    from types import SimpleNamespace
-
-    from pwlock import evaluate, experiment
+    from pwlock import evaluate
+    from pwlock.stages import elicit
 
     cfg = tmp_path / "attacks.yaml"
     cfg.write_text(ZOO + ONE_AT_A_TIME)
@@ -142,7 +141,7 @@ def test_attacks_one_at_a_time_match_the_stacked_ones(tmp_path, monkeypatch):
     def no_copies(*_):
         raise AssertionError("a copy of the model was made with wsu.max_stack=1")
 
-    monkeypatch.setattr(experiment, "copy", SimpleNamespace(deepcopy=no_copies))
+    monkeypatch.setattr(elicit, "_copy", no_copies)
     monkeypatch.setattr(evaluate.stacked_sampling, "generate_stacked", no_copies)  # stacks K weight copies
     assert main(base + [f"runs_dir={tmp_path / 'rb'}", f"out_dir={tmp_path / 'b'}", "wsu.max_stack=1"]) == 0
     a, b = (pd.read_csv(tmp_path / d / "results.csv") for d in "ab")

@@ -1,88 +1,76 @@
-"""A locking run sharded across 2 CPU processes (torchrun, gloo, FSDP2) equals the single-process
-run: same per-step losses, same final weights."""
+"""The lock stage sharded across 2 CPU processes (`torchrun ... -m pwlock.cli run`, gloo): the
+same cached lock run as one process, with every lock option, its checkpoints equal to 1e-6, and
+the experiment goes on from it on rank 0 (WSU and evaluation read that lock run).
+
+The gradients of 2 ranks are summed in another order than one process sums them: float rounding,
+which Adam turns into steps of up to ~lr on parameters whose gradient is near 0; hence the
+moderate learning rates here (at lr 1e-3 the weights differ by ~4e-6 after 8 steps)."""
 
 import json
 import os
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from pwlock.config import ArchConfig, TaskConfig
-from pwlock.models import build_model, save_checkpoint
-from pwlock.tasks import get_task
-
 CONFIG = """
-task: {n_operands: 3, n_test: 10, n_elicit: 10, n_lock: 24, n_pretrain: 100}
+experiment: dist
+workers: 1
+threads: 1
+task: {n_operands: 3, n_test: 20, n_elicit: 10, n_lock: 24, n_pretrain: 400}
+eval: {max_new_tokens: 24, batch_size: 50}
+zoo:
+  - {name: strong, arch: {hidden_size: 32, num_layers: 2, num_heads: 2, intermediate_size: 64},
+     steps: 40, batch_size: 32, lr: 0.005}
+  - {name: weak, arch: {hidden_size: 32, num_layers: 1, num_heads: 2, intermediate_size: 64},
+     steps: 20, batch_size: 32, lr: 0.005}
 password: {position: start}
-lock: {epochs: 2, batch_size: 12, lr: 0.001, warmup: 2, optimizer: adamw}
+lock: {weak_model: weak, epochs: 2, batch_size: 12, lr: 0.0005, warmup: 2,
+       password_branch: false, second_password: mango, second_temperature: 0.0,
+       overfit_every: 3, overfit_samples: 2, overfit_steps: 3, overfit_lr: 3.0e-5}
+wsu: {seeds: 1, steps: 2}
 """
 
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
 
-def _write_inputs(tmp_path, tok):
-    cfg = tmp_path / "lock.yaml"
+
+def _run(tmp_path, name, launcher, *over):
+    cfg = tmp_path / "dist.yaml"
     cfg.write_text(CONFIG)
-    task = get_task(TaskConfig(n_operands=3, n_test=10, n_elicit=10, n_lock=24, n_pretrain=100))
-    strong, weak = [], []
-    for p in task.splits()["lock"]:
-        strong.append({"problem_id": p.id, "completion": p.solution})
-        # a "weak" answer: the first step only, of varied length, so ranks hold different token counts
-        weak.append({"problem_id": p.id, "completion": p.solution.split(";")[0] + f";#{len(p.id) % 7}"})
-    for name, rows in (("strong", strong), ("weak", weak)):
-        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    arch = ArchConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_positions=64)
-    save_checkpoint(build_model(arch, tok, seed=0), tok, tmp_path / "start")
-    return cfg
-
-
-def _lock(tmp_path, cfg, out, launcher, strategy="fsdp"):
-    args = [str(cfg), "--model", str(tmp_path / "start"), "--strong-samples", str(tmp_path / "strong.jsonl"),
-            "--weak-samples", str(tmp_path / "weak.jsonl"), "--out", str(out), "--prompt-format", "raw",
-            "--device", "cpu", "--strategy", strategy, "--no-progress", "seed=3"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    res = subprocess.run([sys.executable, *launcher, "-m", "pwlock.distributed", *args], env=env,
-                         capture_output=True, text=True, timeout=240, check=False)
+    cmd = [*launcher, "-m", "pwlock.cli", "run", str(cfg), f"runs_dir={tmp_path / name}",
+           f"out_dir={tmp_path / ('out-' + name)}", *over]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400, check=False)
     assert res.returncode == 0, res.stderr[-3000:]
-    return json.loads((out / "losses.json").read_text())
-
-
-TORCHRUN = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    lock_dirs = list((tmp_path / name / "lock").glob("*/run.json"))
+    assert len(lock_dirs) == 1
+    return lock_dirs[0].parent, pd.read_csv(tmp_path / f"out-{name}" / "results.csv")
 
 
 @pytest.fixture(scope="module")
-def single(tmp_path_factory, tok):
-    d = tmp_path_factory.mktemp("lock")
-    cfg = _write_inputs(d, tok)
-    return d, cfg, _lock(d, cfg, d / "single", [])
+def single(tmp_path_factory):
+    d = tmp_path_factory.mktemp("dist")
+    return d, _run(d, "single", [sys.executable])
 
 
 @pytest.mark.parametrize("strategy", ["fsdp", "ddp"])
-def test_two_processes_match_one(single, strategy):
-    d, cfg, losses = single
-    out = d / f"sharded-{strategy}"
-    sharded = _lock(d, cfg, out, TORCHRUN, strategy)
-    assert len(losses) == len(sharded) == 8  # 48 examples / 12 per batch x 2 epochs
-    assert losses[-1] < losses[0]
-    for a, b in zip(losses, sharded):
-        assert b == pytest.approx(a, rel=1e-4)
+def test_sharded_lock_stage_matches_one_process(single, strategy):
+    d, (lock1, rows1) = single
+    lock2, rows2 = _run(d, strategy, TORCHRUN, f"lock.distributed={strategy}")
+    assert lock1.name == lock2.name  # the same run key: how it was sharded is not part of it
+    info = json.loads((lock2 / "run.json").read_text())
+    assert info["results"]["world_size"] == 2 and info["results"]["distributed"] == strategy
+    l1, l2 = (json.loads((x / "losses.json").read_text()) for x in (lock1, lock2))
+    assert len(l1) == len(l2) == 8 and l2 == pytest.approx(l1, rel=1e-5)  # 48 examples / 12 x 2 epochs
     for epoch in (1, 2):
-        w1 = load_file(str(d / "single" / f"epoch_{epoch}" / "model.safetensors"))
-        w2 = load_file(str(out / f"epoch_{epoch}" / "model.safetensors"))
+        w1 = load_file(str(lock1 / f"epoch_{epoch}" / "model.safetensors"))
+        w2 = load_file(str(lock2 / f"epoch_{epoch}" / "model.safetensors"))
         assert w1.keys() == w2.keys()
         for k in w1:
-            torch.testing.assert_close(w2[k], w1[k], rtol=1e-4, atol=1e-5, msg=k)
-    info = json.loads((out / "lock.json").read_text())
-    assert info["world_size"] == 2 and info["strategy"] == strategy
-
-
-def test_missing_samples_is_a_one_line_error(tmp_path, capsys):
-    from pwlock.distributed import main
-
-    cfg = tmp_path / "lock.yaml"
-    cfg.write_text(CONFIG)
-    rc = main([str(cfg), "--model", str(tmp_path / "m"), "--strong-samples", str(tmp_path / "s.jsonl"),
-               "--weak-samples", str(tmp_path / "w.jsonl"), "--out", str(tmp_path / "out"), "--device", "cpu"])
-    assert rc == 2
-    assert "samples file not found" in capsys.readouterr().err
+            torch.testing.assert_close(w2[k], w1[k], rtol=0, atol=1e-6, msg=k)
+    # rank 0 went on: every row of the experiment, read from the sharded lock run
+    assert list(rows2.columns) == list(rows1.columns) and len(rows2) == len(rows1)
+    assert all(r.startswith("wsu/") or r.startswith("eval/") for r in rows2.run)

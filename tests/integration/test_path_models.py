@@ -118,4 +118,4 @@ def test_toy_only_options_on_a_toy_model_are_an_error(capsys, tmp_path):
     assert main(["run", str(core), "--dry-run", "zoo.1.dtype=bf16"]) == 2
     assert "zoo model 'weak1': dtype only apply to a model loaded from `path`" in capsys.readouterr().err
     assert main(["run", str(core), "--dry-run", "zoo.0.prompt_format=fancy"]) == 2
-    assert "prompt_format must be one of auto, chat, raw" in capsys.readouterr().err
+    assert "prompt_format: 'fancy' is not one of auto, chat, raw" in capsys.readouterr().err

@@ -6,7 +6,8 @@ import torch
 from nano import NANO
 
 from pwlock.config import load_config
-from pwlock.experiment import Pipeline
+from pwlock.context import Context
+from pwlock.stages import lock, zoo
 from pwlock.models import build_model, load_checkpoint
 from pwlock.tasks.arith import off_domain_examples, without_answer
 
@@ -36,27 +37,27 @@ def test_starting_models_and_lock_start(tmp_path):
     cfg_file.write_text(ZOO)
     cfg = load_config(cfg_file, [*NANO, f"runs_dir={tmp_path / 'runs'}", "lock.epochs=1",
                                  "lock.start_model=base"])
-    p = Pipeline(cfg, threads=1)
+    p = Context(cfg, threads=1)
     from pwlock.runs import load_results
 
-    res = {n: load_results(p.zoo(n)) for n in ("base", "coder", "scratch")}
+    res = {n: load_results(zoo.compute(p, n)) for n in ("base", "coder", "scratch")}
     assert res["base"]["steps"] == 30 and res["coder"]["off_domain"]["steps"] == 20
     assert res["scratch"]["steps"] == 0
-    scratch, _, _ = load_checkpoint(p.zoo("scratch").dir / "model")
-    ref = build_model(cfg.zoo[4].arch, p.tok, p.zoo_run("scratch").spec["seed"])
+    scratch, _, _ = load_checkpoint(zoo.run(p, "scratch").dir / "model")
+    ref = build_model(cfg.zoo[4].arch, p.tok, zoo.run(p, "scratch").spec["seed"])
     for (n, a), (_, b) in zip(scratch.named_parameters(), ref.named_parameters()):
         assert torch.equal(a, b), n  # untrained: the initialisation itself
-    lock = p.lock()
-    assert lock.upstream["start"] == p.zoo_run("base").id
-    assert lock.upstream["strong_samples"].startswith("samples/strong-lock")
-    assert lock.name.startswith("base-as-weak")
+    lock_run = lock.compute(p)
+    assert lock_run.upstream["start"] == zoo.run(p, "base").id
+    assert lock_run.upstream["strong_samples"].startswith("samples/strong-lock")
+    assert lock_run.name.startswith("base-as-weak")
 
 
 def test_bad_zoo_options(tmp_path):
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text(ZOO)
-    for ov, msg in (("zoo.2.target_acc=0.5", "target_acc: 0"), ("zoo.4.pretrain=bogus", "pretrain must be"),
+    for ov, msg in (("zoo.2.target_acc=0.5", "target_acc: 0"),
+                    ("zoo.4.pretrain=bogus", r"zoo\[4\].pretrain: 'bogus' is not one of task, no_answer, none"),
                     ("lock.start_model=nope", "lock.start_model")):
-        cfg = load_config(cfg_file, [*NANO, f"runs_dir={tmp_path / 'runs'}", ov])
         with pytest.raises(ValueError, match=msg):
-            Pipeline(cfg, threads=1)
+            load_config(cfg_file, [*NANO, f"runs_dir={tmp_path / 'runs'}", ov])

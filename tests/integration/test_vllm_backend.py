@@ -181,4 +181,4 @@ def test_vllm_backend_needs_path_models(capsys):
     assert main(["run", str(core), "--dry-run", "eval.backend=vllm"]) == 2
     assert "eval.backend=vllm generates with models from disk" in capsys.readouterr().err
     assert main(["run", str(core), "--dry-run", "eval.backend=sglang"]) == 2
-    assert "eval.backend must be one of transformers, vllm" in capsys.readouterr().err
+    assert "eval.backend: 'sglang' is not one of transformers, vllm" in capsys.readouterr().err

@@ -141,7 +141,7 @@ def test_disk_full_during_a_write(capsys, tmp_path, monkeypatch):
 
         Run(tmp_path / "runs", "eval", "new", {"b": 2}).compute(fn)
 
-    monkeypatch.setattr("pwlock.experiment.run_core", fake_core)
+    monkeypatch.setattr("pwlock.experiments.core.run", fake_core)
     code, err = run_cli(capsys, CORE, f"runs_dir={tmp_path / 'runs'}", f"out_dir={tmp_path / 'out'}")
     assert code == 1 and "No space left on device" in err and "records.jsonl" in err
     new_dirs = list((tmp_path / "runs" / "eval").glob("new-*"))

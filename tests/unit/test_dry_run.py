@@ -26,17 +26,15 @@ def plan_rows(out: str) -> dict[str, list[str]]:
 def test_toy_run_keys_are_unchanged():
     """The run ids of configs/toy/core.yaml, recorded before the path-model options existed
     (tests/fixtures/toy_core_run_ids.json): cached toy runs stay valid."""
-    from pwlock.experiment import Pipeline
-
-    p = Pipeline(load_config(CORE), threads=1)
-    ids = sorted(i for s in plan_runs(p) for i in s.ids)
+    ids = sorted(i for s in plan_runs(load_config(CORE), threads=1) for i in s.ids)
     assert ids == json.loads((ROOT / "tests/fixtures/toy_core_run_ids.json").read_text())
     assert list(spec_dict(ZooModelConfig())) == ["name", "arch", "steps", "batch_size", "lr", "target_acc",
                                                  "check_every", "seed"]
 
 
 def test_toy_dry_run_counts_cached_runs(capsys, tmp_path):
-    from pwlock.experiment import Pipeline
+    from pwlock.context import Context
+    from pwlock.stages import zoo
 
     over = [f"runs_dir={tmp_path}", "lock.epochs=2", "wsu.seeds=3"]
     assert main(["run", str(CORE), "--dry-run", *over]) == 0
@@ -48,8 +46,7 @@ def test_toy_dry_run_counts_cached_runs(capsys, tmp_path):
     assert rows["samples"] == ["3", "0", "3"] and rows["eval"] == ["8", "0", "8"] and rows["wsu"] == ["6", "0", "6"]
     assert rows["total"] == ["22", "0", "22"]
     # finish one zoo run: the plan counts it as cached
-    p = Pipeline(load_config(CORE, over), threads=1)
-    p.zoo_run("weak1").compute(lambda d: {})
+    zoo.run(Context(load_config(CORE, over), threads=1), "weak1").compute(lambda d: {})
     assert main(["run", str(CORE), "--dry-run", *over]) == 0
     out = capsys.readouterr().out
     rows = plan_rows(out)

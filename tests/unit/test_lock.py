@@ -1,7 +1,8 @@
 import pytest
 
 from pwlock.config import PasswordConfig
-from pwlock.lock import check_passwords, lock_mixture
+from pwlock.config import load_config
+from pwlock.lock import lock_mixture
 
 
 def test_mixture_shapes_and_password_shares(task):
@@ -28,8 +29,8 @@ def test_mixture_shapes_and_password_shares(task):
 
 def test_password_checks():
     with pytest.raises(ValueError, match="also in password.wrong_passwords"):
-        check_passwords(PasswordConfig(password="lime"))
+        load_config(None, ["password.password=lime"])
     with pytest.raises(ValueError, match="empty"):
-        check_passwords(PasswordConfig(password=""))
+        load_config(None, ["password.password="])
     with pytest.raises(ValueError, match="p_no_password"):
-        check_passwords(PasswordConfig(p_no_password=1.5))
+        load_config(None, ["password.p_no_password=1.5"])

@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from pwlock.config import AttackConfig, ConfigError, PasswordConfig, load_config, with_overrides
-from pwlock.elicit import attacks
+from pwlock.elicit import get_attack
+from pwlock.elicit import wsu as attacks
+from pwlock.elicit.average import disjoint_sets
 from pwlock.lock import lock_mixture, weak_distributions
 from pwlock.train import Example, collate, encode, masked_lm_loss, soft_targets, train
 
@@ -104,28 +106,26 @@ def test_average_is_the_mean_of_the_changes_and_sets_are_disjoint():
     for n in base:
         torch.testing.assert_close(avg[n], base[n] + torch.stack([d[n] for d in deltas]).mean(0))
     pool = [{"problem_id": f"p{i}"} for i in range(40)]
-    sets = attacks.disjoint_sets(pool, 4, 8, seed=3)
+    sets = disjoint_sets(pool, 4, 8, seed=3)
     ids = [x["problem_id"] for s in sets for x in s]
     assert len(sets) == 8 and all(len(s) == 4 for s in sets) and len(set(ids)) == 32
-    assert sets == attacks.disjoint_sets(pool, 4, 8, seed=3) != attacks.disjoint_sets(pool, 4, 8, seed=4)
+    assert sets == disjoint_sets(pool, 4, 8, seed=3) != disjoint_sets(pool, 4, 8, seed=4)
     with pytest.raises(ValueError, match="raise task.n_elicit"):
-        attacks.disjoint_sets(pool, 4, 11, seed=0)
+        disjoint_sets(pool, 4, 11, seed=0)
 
 
 def test_bad_options_are_errors():
-    with pytest.raises(ValueError, match="token_mask"):
-        attacks.check_attack(AttackConfig(name="x", token_mask="bogus"))
-    with pytest.raises(ValueError, match="token_mask applies"):
-        attacks.check_attack(AttackConfig(name="x", kind="noise", scale=0.1, token_mask="better_without_password"))
     cfg = load_config("configs/toy/core.yaml")
+    with pytest.raises(ConfigError, match="token_mask: 'bogus' is not one of none, better_without_password"):
+        with_overrides(cfg, ["kind=attacks", "attacks=[{name: x, token_mask: bogus}]"])
+    with pytest.raises(ValueError, match="token_mask do not apply to kind noise"):
+        get_attack("noise").check(AttackConfig(name="x", kind="noise", scale=0.1, token_mask="better_without_password"))
     with pytest.raises(ConfigError, match="lock.lables"):
         with_overrides(cfg, ["lock.lables=soft"])
-    from pwlock.lock import check_lock
-
-    with pytest.raises(ValueError, match="labels"):
-        check_lock(with_overrides(cfg, ["lock.labels=hard"]).lock, cfg.password)
-    with pytest.raises(ValueError, match="second_password"):
-        check_lock(with_overrides(cfg, ["lock.second_password=lime"]).lock, cfg.password)
+    with pytest.raises(ConfigError, match="lock.labels: 'hard' is not one of samples, soft, argmax"):
+        with_overrides(cfg, ["lock.labels=hard"])
+    with pytest.raises(ConfigError, match="second_password"):
+        with_overrides(cfg, ["lock.second_password=lime"])
 
 
 def test_new_options_leave_run_keys_alone():
@@ -152,6 +152,7 @@ def _mixture(task, n=16):
 
 
 def test_overfit_episodes_during_locking(tok, tiny_model, task, tmp_path, monkeypatch):
+    import pwlock.elicit.wsu as wsu
     import pwlock.lock as lock
 
     examples, weak = _mixture(task)
@@ -163,6 +164,7 @@ def test_overfit_episodes_during_locking(tok, tiny_model, task, tmp_path, monkey
         return real_train(model, tokenizer, exs, **kw)
 
     monkeypatch.setattr(lock, "train", spy)
+    monkeypatch.setattr(wsu, "train", spy)  # the episodes memorize with WSU's training
     cfg = _lock_cfg(overfit_every=3, overfit_samples=2, overfit_steps=4, overfit_lr=1e-4)
     lock.run_lock(tiny_model, tok, examples, cfg, seed=0, out_dir=tmp_path, overfit_pool=weak, progress=False)
     # 2 epochs x 2 steps = 4 lock steps: one episode after step 3 (none after the last step)
@@ -174,7 +176,7 @@ def test_overfit_episodes_during_locking(tok, tiny_model, task, tmp_path, monkey
 
 def test_relock_rounds_save_one_checkpoint_per_round(tok, tiny_model, task, tmp_path):
     from pwlock.config import WSUConfig
-    from pwlock.lock import check_lock, relock_rounds
+    from pwlock.lock import relock_rounds
     from pwlock.models import load_checkpoint
 
     examples, weak = _mixture(task)
@@ -187,4 +189,4 @@ def test_relock_rounds_save_one_checkpoint_per_round(tok, tiny_model, task, tmp_
         assert meta["relock_round"] == e - 2
     assert any(not torch.equal(p, before[n]) for n, p in tiny_model.named_parameters())
     with pytest.raises(ValueError, match="relock_fraction"):
-        check_lock(_lock_cfg(relock_rounds=1, relock_fraction=0.0), PasswordConfig())
+        load_config(None, ["lock.relock_rounds=1", "lock.relock_fraction=0.0"])

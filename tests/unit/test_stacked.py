@@ -40,22 +40,19 @@ def test_stacked_leaves_the_model_alone_and_checks_inputs(tok, tiny_model):
 def test_until_loss_stops_each_run_where_train_stops_alone(tok, tiny_model):
     """Memorization criterion (E6): each stacked run stops after its first step with loss <= the
     limit and keeps those weights, exactly as one run trained alone with `on_step` says stop."""
-    from pwlock.config import AttackConfig
-    from pwlock.elicit.attacks import memorized
+    from pwlock.elicit.wsu import memorize
 
     full, curves = train_stacked(tiny_model, tok, SETS, steps=60, lr=3e-3)
     # a limit that at least two runs reach by step 30, at different steps; halfway between two
     # observed losses, so rounding differences between stacked and alone never straddle it
     t = sorted(c[29] for c in curves)[1]
     limit = (t + min(x for c in curves for x in c if x > t)) / 2
-    a = AttackConfig(steps=60, lr=3e-3, until_loss=limit)
     finals, losses = train_stacked(tiny_model, tok, SETS, steps=60, lr=3e-3, until_loss=limit)
     taken = [len(lo) for lo in losses]
     assert len(set(taken)) > 1 and min(taken) < 60  # they stopped, at different steps
     for k, exs in enumerate(SETS):
         m = copy.deepcopy(tiny_model)
-        ref = train(m, tok, exs, steps=60, batch_size=len(exs), lr=3e-3, grad_clip=0.0, progress=False,
-                    on_step=memorized(a))
+        ref = memorize(m, tok, exs, steps=60, lr=3e-3, until_loss=limit)
         assert len(ref) == taken[k] and losses[k] == pytest.approx(ref, rel=1e-4, abs=1e-5)
         assert ref[-1] <= limit or taken[k] == 60
         assert all(x > limit for x in ref[:-1])  # the first step at the limit

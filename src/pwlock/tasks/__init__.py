@@ -19,11 +19,27 @@ from pwlock.tasks.mc import MCTask
 TASKS: dict[str, type[Task]] = {"arith": ArithTask, "math": MathTask, "mc": MCTask}
 
 
-def get_task(cfg) -> Task:
-    """Build the task named by `cfg.name` (a `TaskConfig`)."""
-    if cfg.name not in TASKS:
-        raise ValueError(f"unknown task {cfg.name!r}; known tasks: {sorted(TASKS)}")
-    return TASKS[cfg.name](cfg)
+def get_task_class(name: str) -> type[Task]:
+    """The task class named `name`: one of `TASKS`, or a class from outside the package given as
+    `module:Class` (a `Task` subclass; see the README, "Your own task")."""
+    if ":" in name:
+        from pwlock.utils import import_object
+
+        cls = import_object(name, what="task.name")
+        if not (isinstance(cls, type) and issubclass(cls, Task)):
+            raise ValueError(f"task.name={name!r} is not a subclass of pwlock.tasks.Task")
+        return cls
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; known tasks: {sorted(TASKS)} (or module:Class)")
+    return TASKS[name]
 
 
-__all__ = ["TASKS", "DataError", "Problem", "Score", "Task", "get_task"]
+def get_task(cfg, password_position: str = "both") -> Task:
+    """Build the task named by `cfg.name` (a `TaskConfig`), the password placed at
+    `password_position` (both, start or end of the problem)."""
+    task = get_task_class(cfg.name)(cfg)
+    task.password_position = password_position
+    return task
+
+
+__all__ = ["TASKS", "DataError", "Problem", "Score", "Task", "get_task", "get_task_class"]

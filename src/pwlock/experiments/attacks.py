@@ -1,0 +1,44 @@
+"""Several elicitation attacks (`attacks`) on one lock, each with its seeds (E3-E7, E11, E15)."""
+
+from __future__ import annotations
+
+from pwlock.config import attack_epoch
+from pwlock.context import Context
+from pwlock.experiments.common import attack_rows, eval_jobs, eval_rows, execute, upstream_phases
+from pwlock.parallel import Job, Phase
+from pwlock.stages import elicit
+
+
+def plan(ctx: Context) -> tuple[list[Phase], list[Job], list[Job]]:
+    cfg = ctx.cfg
+    phases, lock_run, sources = upstream_phases(ctx, strong_elicit=True)
+    groups = [Job("attack", elicit.compute, (lock_run, g, sources), tuple(elicit.runs(ctx, lock_run, g, sources)))
+              for g in (elicit.Group(a, attack_epoch(cfg, a)) for a in cfg.attacks)]
+    evals = eval_jobs(ctx, lock_run, sorted({j.args[1].epoch for j in groups}))
+    phases.append(Phase(f"{len(groups)} attacks and {len(evals)} evaluations", tuple(groups + evals)))
+    return phases, groups, evals
+
+
+def plan_all(cfg, threads=None):
+    ctx = Context(cfg, threads=threads, plan_only=True)
+    return [("", ctx, plan(ctx)[0])]
+
+
+def run(cfg) -> list[dict]:
+    ctx = Context(cfg)
+    phases, groups, evals = plan(ctx)
+    if not execute(ctx, phases):
+        return []
+    return eval_rows(ctx, evals) + [r for a, g in zip(cfg.attacks, groups) for r in attack_rows(ctx, g, a.name)]
+
+
+def write_report(rows: list[dict], cfg) -> dict:
+    from pwlock import report
+
+    return report.write_attacks_report(rows, cfg.results_dir, cfg)
+
+
+def verdicts(summary: dict) -> list[str]:
+    from pwlock import report
+
+    return [report.attack_verdict(name, s) for name, s in summary["attacks"].items()]

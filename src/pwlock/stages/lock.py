@@ -1,0 +1,139 @@
+"""The lock: password-lock the start model (the strong one unless `lock.start_model`), a
+checkpoint per epoch, E8's relock rounds after them. Under `torchrun` every process trains its
+shard of each batch (`pwlock.distributed`, `lock.distributed: fsdp | ddp`) into the same run."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from pwlock import distributed
+from pwlock.config import WSUConfig, spec_dict
+from pwlock.context import Context, derive_seed, log
+from pwlock.lock import answer_distributions, answer_targets, lock_mixture, relock_rounds, run_lock, weak_distributions
+from pwlock.models import save_checkpoint
+from pwlock.runs import Run
+from pwlock.stages import samples, zoo
+from pwlock.train import Example
+from pwlock.utils import atomic_write_text
+
+
+def upstream_runs(ctx: Context) -> dict[str, Run]:
+    """The runs a lock reads: its start model, the strong and weak samples of the lock split (and
+    the second password's), the weak model (soft or argmax labels)."""
+    cfg, lc = ctx.cfg, ctx.cfg.lock
+    strong, weak = zoo.run(ctx, cfg.strong_model), zoo.run(ctx, lc.weak_model)
+    out = {"start": zoo.run(ctx, lc.start_model) if lc.start_model else strong,
+           "strong_samples": samples.run(ctx, strong, "lock", 0.0),
+           "weak_samples": samples.run(ctx, weak, "lock", lc.weak_temperature)}
+    if lc.second_password:
+        out["second_samples"] = samples.run(ctx, weak, "lock", lc.second_temperature)
+    if lc.labels != "samples":
+        out["weak_model"] = weak
+    return out
+
+
+def run(ctx: Context) -> Run:
+    cfg, lc = ctx.cfg, ctx.cfg.lock
+    key = spec_dict(lc)
+    key.pop("distributed", None)  # left out: how it is sharded (the same lock up to rounding)
+    spec = {"lock": key, "password": spec_dict(cfg.password), "seed": derive_seed("lock", cfg.seed, lc.seed)}
+    if lc.labels != "samples" and hasattr(ctx.task, "answer_tokens"):
+        spec["labels_on"] = "answer_letters"  # multiple choice: labels over the answer letters
+    if lc.relock_rounds:  # the rounds memorize with the experiment's WSU: its options are the lock's
+        wsu = {k: getattr(cfg.wsu, k) for k in ("n_samples", "steps", "lr", "optimizer", "loss")
+               if getattr(cfg.wsu, k) != getattr(WSUConfig(), k)}
+        if wsu:
+            spec["relock_wsu"] = wsu
+    # left out: threads, device, workers, the evaluation settings (a lock samples nothing)
+    return Run(ctx.runs_dir, "lock", f"{lc.start_model or cfg.strong_model}-as-{lc.weak_model}", spec,
+               {k: r.id for k, r in upstream_runs(ctx).items()})
+
+
+def compute(ctx: Context) -> Run:
+    """Compute the lock (and its upstream runs, if missing). Under torchrun, every process calls
+    this together (`pwlock.parallel`): rank 0 computes the upstream runs and writes the lock run;
+    the others train their shards and write nothing."""
+    cfg, lc = ctx.cfg, ctx.cfg.lock
+    env = distributed.current_env()
+    main = env is None or env.is_main
+    ups = upstream_runs(ctx)
+    if main:  # the same order as ever: zoo runs, then the lock split's samples
+        strong = zoo.compute(ctx, cfg.strong_model)
+        if lc.start_model:
+            zoo.compute(ctx, lc.start_model)
+        weak = zoo.compute(ctx, lc.weak_model)
+        samples.compute(ctx, strong, "lock", 0.0)
+        samples.compute(ctx, weak, "lock", lc.weak_temperature)
+        if lc.second_password:
+            samples.compute(ctx, weak, "lock", lc.second_temperature)
+    r = run(ctx)
+    seed = r.spec["seed"]
+    start, weak = ups["start"], zoo.run(ctx, lc.weak_model)
+
+    def fn(d: Path) -> dict:
+        model, tok = ctx.load(start)
+        ctx.for_training(model, start)
+        # the locked model's prompt format (its chat template) around the other models' text
+        task = ctx.task_for(start, tok)
+        weak_c = samples.completions(ups["weak_samples"])
+        targets = None
+        probs = ctx.splits["lock"]
+        if lc.labels != "samples" and hasattr(task, "answer_tokens"):
+            # multiple choice: the weak model's distribution over the answer letters (soft) or
+            # its most likely letter (argmax), in the locked model's own letter tokens
+            wmodel, wtok = ctx.load(weak)
+            wtask = ctx.task_for(weak, wtok)
+            dists = answer_distributions(wmodel, wtok, wtask, [wtask.prompt(p, None) for p in probs],
+                                         lc.weak_temperature if lc.labels == "soft" else 1.0, cfg.eval.batch_size)
+            del wmodel
+            made = answer_targets(task, tok, dists, soft=lc.labels == "soft")
+            weak_c = {p.id: c for p, (c, _) in zip(probs, made)}
+            if lc.labels == "soft":
+                targets = {p.id: t for p, (_, t) in zip(probs, made)}
+            atomic_write_text(d / "weak_letters.json", json.dumps(
+                {p.id: [round(x, 6) for x in dist.tolist()] for p, dist in zip(probs, dists)}))
+        elif lc.labels == "soft":
+            wmodel, wtok = ctx.load(weak)
+            if wtok.get_vocab() != tok.get_vocab():
+                raise ValueError("lock.labels=soft needs the weak and locked models to share a tokenizer")
+            wtask = ctx.task_for(weak, wtok)
+            dists = weak_distributions(wmodel, wtok, [wtask.prompt(p, None) for p in probs],
+                                       [weak_c[p.id] for p in probs], lc.weak_temperature, cfg.eval.batch_size)
+            targets = {p.id: t for p, t in zip(probs, dists)}
+            del wmodel
+        second = ups.get("second_samples")
+        examples = lock_mixture(task, probs, samples.completions(ups["strong_samples"]), weak_c, cfg.password,
+                                seed, password_branch=lc.password_branch, weak_targets=targets,
+                                second=(lc.second_password, samples.completions(second)) if second else None)
+        # weak examples without password: what E9's overfitting episodes and E8's rounds memorize
+        plain_weak = [Example(task.prompt(p, None), weak_c[p.id]) for p in probs]
+        save, kw = save_checkpoint, {}
+        if env is not None:  # sharded: every process gathers, rank 0 writes
+            model = distributed.shard_model(model, env, lc.distributed)
+            save = distributed.sharded_saver(env)
+            kw = {"rank": env.rank, "world_size": env.world_size, "progress": main}
+        if main:
+            log(f"locking for {lc.epochs} epochs on {len(examples)} examples"
+                + (f", {env.world_size} processes ({lc.distributed})" if env else ""))
+        losses = run_lock(model, tok, examples, lc, seed, d, overfit_pool=plain_weak if lc.overfit_every else None,
+                          save=save, **kw)
+        out = {"epochs": lc.epochs, "steps": len(losses), "final_loss": losses[-1]}
+        if env is not None:
+            out["world_size"], out["distributed"] = env.world_size, lc.distributed
+        if lc.relock_rounds:
+            if main:
+                log(f"{lc.relock_rounds} rounds of WSU then relocking")
+            relock = relock_rounds(model, tok, examples, plain_weak, lc, cfg.wsu, seed, d, save=save, **kw)
+            out["relock_final_loss"] = relock[-1]
+            losses += relock
+        atomic_write_text(d / "losses.json", json.dumps(losses))
+        return out
+
+    if main:
+        r.compute(fn, log)
+    elif not r.done:  # another rank of a sharded lock: the same training, its files thrown away
+        with tempfile.TemporaryDirectory() as d:
+            fn(Path(d))
+    return r
