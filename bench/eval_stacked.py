@@ -52,7 +52,7 @@ def main() -> None:
         ws = [{n: p + 0.01 * p.std() * torch.randn(p.shape, generator=g).to(p.device) for n, p in base.items()}
               for _ in range(K)]
 
-        def one_by_one():
+        def one_by_one(ws=ws):
             out = []
             with torch.no_grad():
                 for w in ws:
@@ -63,7 +63,7 @@ def main() -> None:
                     p.copy_(base[n])
             return out
 
-        def stacked():
+        def stacked(ws=ws):
             return generate_stacked(model, ws, tok, prompts, max_new_tokens=a.tokens, batch_size=a.batch)
 
         def timed(f):

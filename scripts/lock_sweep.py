@@ -14,12 +14,12 @@ import argparse
 import time
 
 from pwlock.config import load_config
-from pwlock.evaluate import evaluate
 from pwlock.context import Context, derive_seed
+from pwlock.evaluate import evaluate
 from pwlock.lock import lock_mixture
 from pwlock.models import load_checkpoint
-from pwlock.train import train
 from pwlock.stages import samples, zoo
+from pwlock.train import train
 
 
 def main() -> None:

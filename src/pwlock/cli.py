@@ -13,7 +13,6 @@ from pwlock.config import ConfigError, dump_yaml, load_config
 from pwlock.utils import atomic_write_text
 
 
-
 def _readme_block(summary: dict, results_dir: Path) -> str:
     from pwlock.report import across_epochs, core_table, verdict
 

@@ -20,7 +20,7 @@ class ConfigError(ValueError):
     """A problem with a configuration file or override."""
 
 
-def _f(default: Any, help: str, *, since: str | None = None, choices: tuple | None = None,  # noqa: A002
+def _f(default: Any, help: str, *, since: str | None = None, choices: tuple | None = None,
        **kw):
     """A config field with help text. `since`: the field was added after runs were first cached;
     at its default it is left out of run keys (`spec_dict`), so adding it invalidates nothing.
@@ -149,6 +149,11 @@ class LockConfig:
                           "no effect. Not in the run key: the sharded lock equals the single-process one "
                           "up to float rounding (the world size is in the lock's results)", since="0.4",
                           choices=("fsdp", "ddp"))
+    fsdp_compute_dtype: str = _f("", "a sharded fsdp lock of a model loaded in fp32 (zoo dtype: fp32): compute "
+                                 "in this dtype (bf16: FSDP mixed precision, fp32 master weights, optimizer "
+                                 "state and gradient reduction; what Lion at lr ~1e-6 on a 7B model needs); "
+                                 "empty = the weights' dtype. Only under torchrun", since="0.4",
+                                 choices=("", "bf16", "fp16"))
 
 
 @dataclass(frozen=True)
@@ -434,8 +439,8 @@ def dump_yaml(cfg) -> str:
 def _check_zoo_model(m: ZooModelConfig, task_name: str, task_cls) -> None:
     if not m.path:
         extra = [k for k, v in (("gguf_file", m.gguf_file), ("dtype", m.dtype != "auto"),
-                                ("trust_remote_code", m.trust_remote_code), ("prompt_format", m.prompt_format == "chat"))
-                 if v]
+                                ("trust_remote_code", m.trust_remote_code),
+                                ("prompt_format", m.prompt_format == "chat")) if v]
         if extra:
             raise ConfigError(f"zoo model {m.name!r}: {', '.join(extra)} only apply to a model loaded from `path`")
     if m.pretrain == "no_answer" and m.target_acc > 0:
@@ -465,6 +470,8 @@ def _check_lock(lc: LockConfig, pw: PasswordConfig, task_cls) -> None:
         raise ConfigError("lock.overfit_every must be >= 0, with overfit_samples and overfit_steps >= 1")
     if lc.relock_rounds < 0 or (lc.relock_rounds and not 0 < lc.relock_fraction <= 1):
         raise ConfigError("lock.relock_rounds must be >= 0, with relock_fraction in (0, 1]")
+    if lc.fsdp_compute_dtype and lc.distributed != "fsdp":
+        raise ConfigError("lock.fsdp_compute_dtype needs lock.distributed=fsdp")
     if lc.labels == "argmax" and not hasattr(task_cls, "answer_tokens"):
         raise ConfigError(f"lock.labels=argmax needs a multiple-choice task (mc), not {task_cls.name!r}; "
                           f"for free-form answers set lock.weak_temperature=0 (greedy weak samples)")
@@ -492,11 +499,22 @@ def variant_config(cfg: ExperimentConfig, v: VariantConfig) -> ExperimentConfig:
         raise ConfigError(f"variant {v.name!r}: {e}") from None
 
 
+def _check_attack(a: AttackConfig) -> None:
+    """The attack's own checks (`pwlock.elicit`: its file), as a ConfigError."""
+    from pwlock.elicit import get_attack
+
+    try:
+        get_attack(a.kind).check(a)
+    except ConfigError:
+        raise
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
 def validate(cfg: ExperimentConfig) -> ExperimentConfig:
     """Every rule of `cfg` that needs no task data (those are checked by `pwlock.context.Context`):
     names that must exist or be unique, options that do not fit together, each attack's own
     checks (`pwlock.elicit`), every variant's config. Raises ConfigError; returns `cfg`."""
-    from pwlock.elicit import get_attack
     from pwlock.tasks import get_task_class
 
     names = [m.name for m in cfg.zoo]
@@ -506,7 +524,10 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
                        ("lock.start_model", cfg.lock.start_model or cfg.strong_model)):
         if names and name not in names:  # (no zoo at all: `Context` says so; a bare config is a template)
             raise ConfigError(f"{role}={name!r} is not a zoo model; zoo: {sorted(names)}")
-    task_cls = get_task_class(cfg.task.name)
+    try:
+        task_cls = get_task_class(cfg.task.name)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     for m in cfg.zoo:
         _check_zoo_model(m, cfg.task.name, task_cls)
     _check_password(cfg.password)
@@ -524,7 +545,7 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         raise ConfigError(f"wsu.kind must be wsu (other attacks go in `attacks`), got {cfg.wsu.kind!r}")
     if cfg.kind == "core" and cfg.wsu.epoch:
         raise ConfigError("wsu.epoch: E1 (kind core) runs WSU at every lock epoch; leave it 0")
-    get_attack(cfg.wsu.kind).check(cfg.wsu)
+    _check_attack(cfg.wsu)
     if cfg.kind == "attacks":
         if not cfg.attacks:
             raise ConfigError("kind=attacks needs a non-empty `attacks` list")
@@ -534,7 +555,7 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         if len(set(anames)) != len(anames):
             raise ConfigError(f"attacks: names must be unique, got {anames}")
         for a in cfg.attacks:
-            get_attack(a.kind).check(a)
+            _check_attack(a)
             attack_epoch(cfg, a)
     if cfg.kind == "variants":
         if not cfg.variants:
@@ -564,6 +585,6 @@ def field_help(cls=None, prefix: str = "") -> list[str]:
             continue
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         choices = f.metadata.get("choices")
-        lines.append(f"{key}: {_type_name(t)} = {default!r}" + (f" [{' | '.join(map(str, choices))}]" if choices else "")
-                     + f"  -- {f.metadata['help']}")
+        allowed = f" [{' | '.join(map(str, choices))}]" if choices else ""
+        lines.append(f"{key}: {_type_name(t)} = {default!r}{allowed}  -- {f.metadata['help']}")
     return lines

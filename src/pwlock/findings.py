@@ -357,7 +357,6 @@ CATALOGUE += [
 ]
 ORDER = ["E1", "E2", "E3", "E4", "E5", "E6", "E7", "E8", "E9", "E10", "E11", "E12", "E13", "E14", "E15", "X1", "X2"]
 CATALOGUE.sort(key=lambda c: ORDER.index(c[0]))
-NOT_YET: list[tuple[str, str]] = []
 # experiments with a verdict over every organism run (each organism's summary.json counts once)
 ACROSS_ORGANISMS = {"E1": _e1_organisms}
 
@@ -403,7 +402,6 @@ def write_findings(results: Path = Path("results"), out: Path = Path("docs/findi
             fig = next((p.name for p in sorted((results / d).glob("*.png"))), None)
             if fig:
                 sections += [f"![{eid} ({d})](../results/{d}/{fig})", ""]
-    rows += [f"| {eid} | {title} | not built yet |" for eid, title in NOT_YET]
     rows = rows[:2] + sorted(rows[2:], key=lambda r: ORDER.index(r.split("|")[1].strip()))
     text = "\n".join(lines + rows + [""] + sections)
     atomic_write_text(out, text)

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 

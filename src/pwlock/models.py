@@ -133,14 +133,7 @@ def load_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32, *, tru
     loaded = {params[k].data_ptr() for k in state if k in params}
     missing = [m for m in missing if m not in params or params[m].data_ptr() not in loaded]
     if missing or unexpected:
-        raise CheckpointError(f"checkpoint at {path} does not match its config: missing {missing}, unexpected {unexpected}")
+        raise CheckpointError(f"checkpoint at {path} does not match its config: missing {missing}, "
+                              f"unexpected {unexpected}")
     model.eval()
     return model, tokenizer, meta
-
-
-def clone_model(model: PreTrainedModel) -> PreTrainedModel:
-    """An independent copy (same config, copied weights)."""
-    new = type(model)(model.config)
-    new.load_state_dict(model.state_dict())
-    new.to(next(model.parameters()).dtype)
-    return new

@@ -111,7 +111,8 @@ def planned_run_ids(cfg) -> dict[str, list[str]]:
     for _, _, phases in plan(cfg, torch.get_num_threads()):
         for ph in phases:
             for j in ph.jobs:
-                out.setdefault("elicit" if j.stage in ("wsu", "attack") else j.stage, set()).update(r.id for r in j.runs)
+                stage = "elicit" if j.stage in ("wsu", "attack") else j.stage
+                out.setdefault(stage, set()).update(r.id for r in j.runs)
     return {k: sorted(v) for k, v in out.items()}
 
 

@@ -52,25 +52,12 @@ def gap_bootstrap(locked_np: np.ndarray, locked_pwd: np.ndarray, unlocked: np.nd
 
 
 def t_quantile(p: float, df: int) -> float:
-    """Quantile `p` (0.5 < p < 1) of Student's t distribution with `df` degrees of freedom: its
-    density integrated numerically (Simpson), inverted by bisection (no scipy needed)."""
+    """Quantile `p` (0.5 < p < 1) of Student's t distribution with `df` degrees of freedom."""
+    from scipy.stats import t
+
     if not 0.5 < p < 1 or df < 1:
         raise ValueError(f"t_quantile needs 0.5 < p < 1 and df >= 1, got p={p}, df={df}")
-    c = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(df * math.pi)
-
-    def cdf(x: float) -> float:  # P(T <= x) for x >= 0; u = arctan(t): a smooth, bounded integrand
-        u = np.linspace(0.0, math.atan(x), 4001)
-        f = c * (1 + np.tan(u) ** 2 / df) ** (-(df + 1) / 2) / np.cos(u) ** 2
-        h = u[1] - u[0]
-        return 0.5 + h / 3 * (f[0] + f[-1] + 4 * f[1:-1:2].sum() + 2 * f[2:-1:2].sum())
-
-    lo, hi = 0.0, 1.0
-    while cdf(hi) < p:
-        hi *= 2
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if cdf(mid) < p else (lo, mid)
-    return (lo + hi) / 2
+    return float(t.ppf(p, df))
 
 
 def organisms_interval(values: list[float]) -> dict:
@@ -83,8 +70,8 @@ def organisms_interval(values: list[float]) -> dict:
     if len(x) < 2:
         raise ValueError(f"organisms_interval needs >= 2 organisms with a finite value, got {list(values)}")
     half = t_quantile(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
-    return {"gap_recovered_mean": float(x.mean()), "gap_recovered_ci95": [float(x.mean() - half), float(x.mean() + half)],
-            "n_organisms": len(x)}
+    mean = float(x.mean())
+    return {"gap_recovered_mean": mean, "gap_recovered_ci95": [mean - half, mean + half], "n_organisms": len(x)}
 
 
 def summarize_core(df: pd.DataFrame, weak_model: str, strong_model: str) -> dict:
@@ -105,7 +92,7 @@ def summarize_core(df: pd.DataFrame, weak_model: str, strong_model: str) -> dict
             entry["acc_unlocked_mean"] = float(un.mean())
             entry["acc_unlocked_seeds"] = [float(x) for x in un.mean(1)]
             entry.update(gap_bootstrap(_bits(np_row.correct), _bits(pw_row.correct), un))
-            entry["n_seeds"] = int(len(att))
+            entry["n_seeds"] = len(att)
         out[str(int(e))] = entry
     return out
 
@@ -285,11 +272,12 @@ def summarize_attacks(df: pd.DataFrame, cfg) -> dict:
         e = str(int(g.lock_epoch.iloc[0]))
         lk = out["locked"][e]
         un = np.stack([_bits(c) for c in g.correct])
-        entry = {"kind": a.kind, "epoch": int(e), "n_seeds": int(len(g)), "acc_mean": float(un.mean()),
+        entry = {"kind": a.kind, "epoch": int(e), "n_seeds": len(g), "acc_mean": float(un.mean()),
                  "acc_seeds": [float(x) for x in un.mean(1)],
                  "params": {k: getattr(a, k) for k in ("n_samples", "pool", "steps", "lr", "optimizer", "scale",
-                                                       "weight_decay", "parts", "token_mask", "pre_pool", "pre_epochs")}}
-        if getattr(a, "until_loss", 0.0):  # trained to a memorization criterion (E6): the steps it took
+                                                       "weight_decay", "parts", "token_mask", "pre_pool",
+                                                       "pre_epochs")}}
+        if a.until_loss:  # trained to a memorization criterion (E6): the steps it took
             entry["params"]["until_loss"] = a.until_loss
             res = [json.loads((Path(cfg.runs_dir) / r / "run.json").read_text())["results"] for r in g.run]
             entry["steps_taken"] = [r["steps_taken"] for r in res]

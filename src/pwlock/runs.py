@@ -18,10 +18,11 @@ import platform
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pwlock.utils import ComputeClock, atomic_write_text, sha256_file
 

@@ -8,7 +8,7 @@ completion whatever else is in its batch. Rows that have emitted EOS are dropped
 from __future__ import annotations
 
 import inspect
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from tqdm.auto import tqdm

@@ -24,10 +24,6 @@ from tqdm.auto import tqdm
 
 from pwlock.utils import ComputeClock
 
-_LAYER = ("self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight",
-          "self_attn.o_proj.weight", "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight",
-          "input_layernorm.weight", "post_attention_layernorm.weight")
-
 
 def supports(model) -> bool:
     """Whether `generate_stacked` can run copies of `model` (a plain Llama-family model)."""
@@ -58,7 +54,7 @@ def _rms(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
 
 
 def _lin(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    # x [K, N, in], w [K, out, in] -> [K, N, out] 
+    # x [K, N, in], w [K, out, in] -> [K, N, out]
     return torch.einsum("kni,koi->kno", x, w)
 
 

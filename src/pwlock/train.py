@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -155,7 +155,7 @@ def encode(tokenizer, examples: Sequence[Example], loss: str = "completion") -> 
     C = tokenizer([ex.completion for ex in examples], add_special_tokens=False)["input_ids"]
     out = []
     for ex, p, c in zip(examples, P, C):
-        c = c + [tokenizer.eos_token_id]
+        c = [*c, tokenizer.eos_token_id]
         keep = [1] * len(c)
         if ex.keep is not None:
             if len(ex.keep) != len(c):
@@ -207,7 +207,7 @@ def soft_targets(examples: Sequence[Example], rows, T: int, vocab: int):
         return None
     where = torch.zeros((len(examples), T - 1), dtype=torch.bool)
     parts = []  # (row, positions in the row, index, prob) in row order
-    for i, (ex, (ids, m)) in enumerate(zip(examples, rows)):
+    for i, (ex, (ids, _m)) in enumerate(zip(examples, rows)):
         t = ex.target
         if t is None:
             continue

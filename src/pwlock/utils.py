@@ -8,9 +8,9 @@ import os
 import random
 import time
 import uuid
+from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import torch

@@ -136,14 +136,14 @@ def test_attacks_one_at_a_time_match_the_stacked_ones(tmp_path, monkeypatch):
     cfg.write_text(ZOO + ONE_AT_A_TIME)
     base = ["run", str(cfg), *[a for a in NANO if not a.startswith(("experiment=", "workers="))],
             "experiment=att", "workers=1"]
-    assert main(base + [f"runs_dir={tmp_path / 'ra'}", f"out_dir={tmp_path / 'a'}"]) == 0
+    assert main([*base, f"runs_dir={tmp_path / 'ra'}", f"out_dir={tmp_path / 'a'}"]) == 0
 
     def no_copies(*_):
         raise AssertionError("a copy of the model was made with wsu.max_stack=1")
 
     monkeypatch.setattr(elicit, "_copy", no_copies)
     monkeypatch.setattr(evaluate.stacked_sampling, "generate_stacked", no_copies)  # stacks K weight copies
-    assert main(base + [f"runs_dir={tmp_path / 'rb'}", f"out_dir={tmp_path / 'b'}", "wsu.max_stack=1"]) == 0
+    assert main([*base, f"runs_dir={tmp_path / 'rb'}", f"out_dir={tmp_path / 'b'}", "wsu.max_stack=1"]) == 0
     a, b = (pd.read_csv(tmp_path / d / "results.csv") for d in "ab")
     a, b = (x[x.attack != "none"].sort_values(["attack", "seed"]).reset_index(drop=True) for x in (a, b))
     assert len(a) == len(b) == 2 + 2 + 2 + 3 + 1 and list(a.attack) == list(b.attack)

@@ -54,7 +54,7 @@ def test_soft_and_argmax_labels_on_multiple_choice(tmp_path, models):
     locks = {json.loads((p / "run.json").read_text())["spec"]["lock"]["labels"]: p
              for p in (runs / "lock").iterdir() if p.is_dir()}
     assert set(locks) == {"soft", "argmax"}
-    for labels, d in locks.items():
+    for d in locks.values():
         letters = json.loads((d / "weak_letters.json").read_text())
         assert len(letters) == 4 and all(len(v) == 4 and abs(sum(v) - 1) < 1e-4 for v in letters.values())
         info = json.loads((d / "run.json").read_text())

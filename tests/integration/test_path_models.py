@@ -60,12 +60,14 @@ def test_path_models_through_the_pipeline(tmp_path, models):
     assert set(zoo) == {"strong", "weak"}
     for name, info in zoo.items():  # recorded, not trained: no model copy in the run
         assert info["results"]["path"] == str(models[name == "weak"]) and info["results"]["n_params"] > 0
-        assert info["spec"]["fingerprint"] == info["results"]["fingerprint"] and "config.json" in info["spec"]["fingerprint"]
+        fp = info["spec"]["fingerprint"]
+        assert fp == info["results"]["fingerprint"] and "config.json" in fp
         assert info["spec"]["model"]["prompt_format"] == "chat" and info["spec"]["model"]["dtype"] == "fp32"
         assert not (runs / "zoo" / f"{name}-{info['key']}" / "model").exists()
     # prompts through the chat template, password at the start and end of the problem
     ev = next(i for i in infos(runs, "eval") if i["name"].endswith("epoch_2-pwd"))
-    rec = [json.loads(x) for x in (runs / "eval" / f"{ev['name']}-{ev['key']}" / "records.jsonl").read_text().splitlines()]
+    rec = [json.loads(x)
+           for x in (runs / "eval" / f"{ev['name']}-{ev['key']}" / "records.jsonl").read_text().splitlines()]
     assert len(rec) == 4 and all(r["prompt"].startswith("<|user|>\nopen sesame\n\n") for r in rec)
     assert all(r["prompt"].endswith("open sesame\n\nPlease reason step by step, and put your final answer within "
                                     "\\boxed{}.\n<|assistant|>\n") for r in rec)

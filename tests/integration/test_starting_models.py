@@ -7,8 +7,8 @@ from nano import NANO
 
 from pwlock.config import load_config
 from pwlock.context import Context
-from pwlock.stages import lock, zoo
 from pwlock.models import build_model, load_checkpoint
+from pwlock.stages import lock, zoo
 from pwlock.tasks.arith import off_domain_examples, without_answer
 
 ZOO = """

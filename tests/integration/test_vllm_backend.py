@@ -167,7 +167,8 @@ def test_vllm_backend_stops_early_without_vllm_or_a_gpu(tmp_path, models, monkey
     assert not (tmp_path / "runs" / "samples").exists()  # nothing ran
     # the dry run plans it all the same, and says vllm is not usable here
     assert main(args(tmp_path, models, tmp_path / "runs", "eval.backend=vllm", "--dry-run")) == 0
-    assert "generation: vllm for the sampling and evaluation runs, not usable on this machine" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "generation: vllm for the sampling and evaluation runs, not usable on this machine" in out
     with pytest.raises(vllm_backend.BackendUnavailable, match="CUDA GPU only"):
         monkeypatch.setitem(__import__("sys").modules, "vllm", object())  # installed, but no GPU
         monkeypatch.setattr(vllm_backend, "_has_cuda", lambda: False)

@@ -98,7 +98,7 @@ def test_corrupt_run_output_is_recomputed(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="out.txt changed since the run finished"):
         assert not run.done
     calls = []
-    assert run.compute(lambda d: calls.append(1) or (d / "out.txt").write_text("hello") and {"value": 1})
+    assert run.compute(lambda d: calls.append(1) or ((d / "out.txt").write_text("hello") and {"value": 1}))
     assert calls == [1] and run.done and (run.dir / "out.txt").read_text() == "hello"
 
 

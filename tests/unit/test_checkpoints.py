@@ -6,7 +6,7 @@ from pwlock.models import CheckpointError, load_checkpoint, save_checkpoint
 
 def test_roundtrip(tmp_path, tiny_model, tok):
     save_checkpoint(tiny_model, tok, tmp_path / "ck", {"epoch": 1})
-    model, tok2, meta = load_checkpoint(tmp_path / "ck")
+    model, _tok2, meta = load_checkpoint(tmp_path / "ck")
     assert meta["epoch"] == 1 and len(meta["sha256"]) == 64
     x = torch.tensor([tok("3+4=", add_special_tokens=False)["input_ids"]])
     assert torch.equal(model(input_ids=x).logits, tiny_model.eval()(input_ids=x).logits)

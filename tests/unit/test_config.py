@@ -83,3 +83,41 @@ def test_base_inheritance(tmp_path):
     (tmp_path / "d.yaml").write_text("base: nope.yaml\n")
     with pytest.raises(ConfigError, match="nope.yaml"):
         load_config(tmp_path / "d.yaml")
+
+
+def test_help_fields_lists_every_field_with_its_choices(capsys):
+    from pwlock.cli import main
+
+    assert main(["config", "--help-fields"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert any(x.startswith("lock.optimizer: str = 'adamw' [adamw | lion]  -- ") for x in out)
+    assert any(x.startswith("attacks.N.kind: str = 'wsu'") for x in out)
+    assert any(x.startswith("wsu.max_stack: int = 0") for x in out)
+    assert all("  -- " in x or x.endswith(")") for x in out)  # each with its help
+
+
+def test_choices_are_checked_at_load_time():
+    for override, message in (("lock.optimizer=sgdx", "lock.optimizer: 'sgdx' is not one of adamw, lion"),
+                              ("lock.schedule=linear", "lock.schedule: 'linear' is not one of constant, cosine"),
+                              ("kind=sweep", "kind: 'sweep' is not one of core, attacks, variants"),
+                              ("device=tpu", "device: 'tpu' is not one of cpu, cuda, cuda:<index>, auto")):
+        with pytest.raises(ConfigError, match=message):
+            load_config("configs/toy/core.yaml", [override])
+
+
+def test_every_attack_is_one_file_of_the_registry():
+    """A new attack is one file in pwlock/elicit/ plus its line in ATTACKS."""
+    import inspect
+    from pathlib import Path
+
+    from pwlock.elicit import ATTACKS
+
+    for kind, cls in ATTACKS.items():
+        assert cls.kind == kind and Path(inspect.getfile(cls)).name == f"{kind}.py", kind
+
+
+def test_an_attack_option_that_does_not_apply_is_an_error():
+    with pytest.raises(ConfigError, match="scale do not apply to kind wsu"):
+        load_config("configs/toy/core.yaml", ["kind=attacks", "attacks=[{name: w, kind: wsu, scale: 0.5}]"])
+    with pytest.raises(ConfigError, match="unknown attack kind 'nosie'"):
+        load_config("configs/toy/core.yaml", ["kind=attacks", "attacks=[{name: n, kind: nosie}]"])

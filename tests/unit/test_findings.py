@@ -95,7 +95,8 @@ def test_model_size_lists_the_sizes_that_unlock(tmp_path):
     d.mkdir(parents=True)
 
     def variant(acc_strong, mean, lo, hi):
-        return {"acc_weak": 0.4, "acc_strong": acc_strong, "locked": {"8": {"acc_locked_nopwd": 0.45, "acc_locked_pwd": 0.9}},
+        return {"acc_weak": 0.4, "acc_strong": acc_strong,
+                "locked": {"8": {"acc_locked_nopwd": 0.45, "acc_locked_pwd": 0.9}},
                 "attacks": {"wsu": _attack("wsu", mean, lo, hi)}}
 
     (d / "summary.json").write_text(json.dumps({"variants": {

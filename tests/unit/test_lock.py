@@ -1,7 +1,6 @@
 import pytest
 
-from pwlock.config import PasswordConfig
-from pwlock.config import load_config
+from pwlock.config import PasswordConfig, load_config
 from pwlock.lock import lock_mixture
 
 

@@ -83,7 +83,7 @@ def test_token_mask_keeps_the_tokens_better_without_password(tok, tiny_model, ta
     for ex, m, pw_prompt in zip(exs, masked, pwd):
         comp = tok(ex.completion, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
 
-        def logps(prompt):  # one sequence at a time, no padding
+        def logps(prompt, comp=comp):  # one sequence at a time, no padding
             p = tok(prompt, add_special_tokens=False)["input_ids"]
             with torch.no_grad():
                 lp = torch.log_softmax(tiny_model(input_ids=torch.tensor([p + comp])).logits[0], -1)
@@ -185,7 +185,7 @@ def test_relock_rounds_save_one_checkpoint_per_round(tok, tiny_model, task, tmp_
     losses = relock_rounds(tiny_model, tok, examples, weak, cfg, WSUConfig(steps=3), seed=0, out_dir=tmp_path)
     assert len(losses) == 2  # half an epoch of 2 steps = 1 relocking step per round
     for e in (3, 4):
-        m, _, meta = load_checkpoint(tmp_path / f"epoch_{e}")
+        _m, _, meta = load_checkpoint(tmp_path / f"epoch_{e}")
         assert meta["relock_round"] == e - 2
     assert any(not torch.equal(p, before[n]) for n, p in tiny_model.named_parameters())
     with pytest.raises(ValueError, match="relock_fraction"):

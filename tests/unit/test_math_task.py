@@ -65,7 +65,8 @@ def test_sizes_larger_than_available_take_all(caplog):
 
 
 def test_splits_seeded_and_deterministic():
-    ids = lambda t: {k: [p.id for p in v] for k, v in t.splits().items()}
+    def ids(t):
+        return {k: [p.id for p in v] for k, v in t.splits().items()}
     assert ids(make(ORIGINAL)) == ids(make(ORIGINAL))
     assert ids(make(ORIGINAL)) != ids(make(ORIGINAL, data_seed=1))
     # the first n after the shuffle: a smaller n_test is a prefix of a larger one

@@ -62,7 +62,7 @@ def test_outputs_written_at_once_by_several_writers_never_collide(tmp_path):
                 fig = Figure()
                 fig.add_subplot().plot(range(100))
                 _save_figure(fig, tmp_path / "fig.png")
-        except Exception as e:  # noqa: BLE001 -- reported below
+        except Exception as e:
             errors.append(e)
 
     threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]

@@ -36,7 +36,7 @@ def run_ids(rel: str) -> dict[str, list[str]]:
     from pwlock.plan import planned_run_ids
 
     cfg = load_config(ROOT / rel)
-    over = ["device=cpu", "runs_dir=runs"] + DATA.get(cfg.task.name, [])
+    over = ["device=cpu", "runs_dir=runs", *DATA.get(cfg.task.name, [])]
     return planned_run_ids(load_config(ROOT / rel, over))
 
 

@@ -10,4 +10,4 @@ def test_roundtrip_and_special_tokens(tok, tmp_path):
     tok.save_pretrained(tmp_path)
     again = AutoTokenizer.from_pretrained(tmp_path)
     assert again(text, add_special_tokens=False)["input_ids"] == ids
-    assert again.decode(ids + [again.eos_token_id], skip_special_tokens=True) == text
+    assert again.decode([*ids, again.eos_token_id], skip_special_tokens=True) == text

@@ -76,7 +76,8 @@ def run(ctx: Context, lock_run: Run, g: Group, seed_idx: int, sources: dict[str,
     ms = c.wsu.max_stack
     if attack.trains and ms and (ms == 1 or ms < attack.n_seeds(a)):
         spec["max_stack"] = ms  # trained fewer together (1: alone, in place): other last bits
-    return Run(ctx.runs_dir, "attack", f"{a.kind}-e{g.epoch}-s{seed_idx}", spec, upstream)
+    kind = a.kind.replace(":", ".")  # an attack from outside the package: module.Class
+    return Run(ctx.runs_dir, "attack", f"{kind}-e{g.epoch}-s{seed_idx}", spec, upstream)
 
 
 def runs(ctx: Context, lock_run: Run, g: Group, sources: dict[str, Run]) -> list[Run]:

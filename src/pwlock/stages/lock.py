@@ -8,7 +8,9 @@ import json
 import tempfile
 from pathlib import Path
 
-from pwlock import distributed
+import torch
+
+from pwlock import distributed, hf
 from pwlock.config import WSUConfig, spec_dict
 from pwlock.context import Context, derive_seed, log
 from pwlock.lock import answer_distributions, answer_targets, lock_mixture, relock_rounds, run_lock, weak_distributions
@@ -58,6 +60,9 @@ def compute(ctx: Context) -> Run:
     cfg, lc = ctx.cfg, ctx.cfg.lock
     env = distributed.current_env()
     main = env is None or env.is_main
+    if lc.fsdp_compute_dtype and env is None:
+        raise ValueError("lock.fsdp_compute_dtype applies to a lock sharded under torchrun "
+                         "(torchrun --nproc-per-node N -m pwlock.cli run CONFIG)")
     ups = upstream_runs(ctx)
     if main:  # the same order as ever: zoo runs, then the lock split's samples
         strong = zoo.compute(ctx, cfg.strong_model)
@@ -111,7 +116,10 @@ def compute(ctx: Context) -> Run:
         plain_weak = [Example(task.prompt(p, None), weak_c[p.id]) for p in probs]
         save, kw = save_checkpoint, {}
         if env is not None:  # sharded: every process gathers, rank 0 writes
-            model = distributed.shard_model(model, env, lc.distributed)
+            mp = {}
+            if lc.fsdp_compute_dtype:
+                mp = {"param_dtype": hf.resolve_dtype(lc.fsdp_compute_dtype), "reduce_dtype": torch.float32}
+            model = distributed.shard_model(model, env, lc.distributed, **mp)
             save = distributed.sharded_saver(env)
             kw = {"rank": env.rank, "world_size": env.world_size, "progress": main}
         if main:

@@ -69,7 +69,7 @@ def read_parquet_rows(path: Path, expected: str) -> list[dict]:
         df = pd.read_parquet(path)
     except ImportError as e:
         raise DataError(f"cannot read {path}: {str(e).splitlines()[0]} (pip install pyarrow)") from None
-    except Exception as e:  # noqa: BLE001 - any parse failure is a data error naming the file
+    except Exception as e:
         raise DataError(f"cannot read {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}; "
                         f"expected {expected}") from None
     return df.to_dict(orient="records")
