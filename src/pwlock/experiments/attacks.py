@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pwlock.config import attack_epoch
 from pwlock.context import Context
-from pwlock.experiments.common import attack_rows, eval_jobs, eval_rows, execute, upstream_phases
+from pwlock.experiments.common import eval_jobs, plan_one, run_graph, upstream_phases
 from pwlock.parallel import Job, Phase
 from pwlock.stages import elicit
 
@@ -20,16 +20,11 @@ def plan(ctx: Context) -> tuple[list[Phase], list[Job], list[Job]]:
 
 
 def plan_all(cfg, threads=None):
-    ctx = Context(cfg, threads=threads, plan_only=True)
-    return [("", ctx, plan(ctx)[0])]
+    return plan_one(cfg, threads, plan)
 
 
 def run(cfg) -> list[dict]:
-    ctx = Context(cfg)
-    phases, groups, evals = plan(ctx)
-    if not execute(ctx, phases):
-        return []
-    return eval_rows(ctx, evals) + [r for a, g in zip(cfg.attacks, groups) for r in attack_rows(ctx, g, a.name)]
+    return run_graph(cfg, plan, lambda cfg: [a.name for a in cfg.attacks])
 
 
 def write_report(rows: list[dict], cfg) -> dict:

@@ -71,6 +71,22 @@ def attack_rows(ctx: Context, job: Job, name: str) -> list[dict]:
             for s, (r, res) in enumerate((r, load_results(r)) for r in job.runs)]
 
 
+def plan_one(cfg, threads, plan) -> list:
+    """`plan_all` of a one-lock experiment: [("", its Context, its phases)]."""
+    ctx = Context(cfg, threads=threads, plan_only=True)
+    return [("", ctx, plan(ctx)[0])]
+
+
+def run_graph(cfg, plan, names) -> list[dict]:
+    """Run a one-lock experiment: `plan(ctx)` gives (phases, group jobs, eval jobs); its rows are
+    the evaluations', then each group's, labelled `names(cfg)[i]` (rank > 0 of torchrun: none)."""
+    ctx = Context(cfg)
+    phases, groups, evals = plan(ctx)
+    if not execute(ctx, phases):
+        return []
+    return eval_rows(ctx, evals) + [r for name, g in zip(names(cfg), groups) for r in attack_rows(ctx, g, name)]
+
+
 def execute(ctx: Context, phases: list[Phase]) -> bool:
     """Run the graph; False on a rank > 0 of a torchrun group (it only joined the lock)."""
     env = distributed.current_env()

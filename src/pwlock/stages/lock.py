@@ -60,6 +60,9 @@ def compute(ctx: Context) -> Run:
     cfg, lc = ctx.cfg, ctx.cfg.lock
     env = distributed.current_env()
     main = env is None or env.is_main
+    if env is not None and lc.labels == "soft":
+        raise ValueError("lock.labels=soft is not supported in a lock sharded across processes yet; "
+                         "run this lock in one process")
     if lc.fsdp_compute_dtype and env is None:
         raise ValueError("lock.fsdp_compute_dtype applies to a lock sharded under torchrun "
                          "(torchrun --nproc-per-node N -m pwlock.cli run CONFIG)")
