@@ -73,4 +73,5 @@ def test_sharded_lock_stage_matches_one_process(single, strategy):
             torch.testing.assert_close(w2[k], w1[k], rtol=0, atol=1e-6, msg=k)
     # rank 0 went on: every row of the experiment, read from the sharded lock run
     assert list(rows2.columns) == list(rows1.columns) and len(rows2) == len(rows1)
-    assert all(r.startswith("wsu/") or r.startswith("eval/") for r in rows2.run)
+    assert all(r.startswith(("wsu/", "zoo/", "lock/")) for r in rows2.run)
+    assert set(rows2[rows2.model == "locked"].run) - set(rows2[rows2.attack == "wsu"].run) == {f"lock/{lock2.name}"}

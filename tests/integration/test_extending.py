@@ -41,6 +41,8 @@ attacks:
     assert main(base) == 0
     rows = pd.read_csv(tmp_path / "out" / "results.csv")
     drop = rows[rows.attack == "dropout"]
+    # rows of models without attack name the evaluated model's run (a zoo model or the lock)
+    assert all(r.startswith(("zoo/", "lock/")) for r in rows[rows.attack == "none"].run)
     assert list(drop.seed) == [0, 1] and set(rows.attack) == {"none", "dropout", "wsu"}
     assert all(r.startswith("attack/my_attack.WeightDropout-e2-s") for r in drop.run)
     infos = [json.loads((tmp_path / "runs" / r / "run.json").read_text()) for r in drop.run]

@@ -58,7 +58,7 @@ def eval_rows(ctx: Context, jobs: list[Job]) -> list[dict]:
         model, epoch = (run.name, None) if ckpt == "model" else ("locked", int(ckpt.split("_")[1]))
         rows.append({"experiment": ctx.cfg.experiment, "model": model, "lock_epoch": epoch, "attack": "none",
                      "seed": None, "password": pw, "n_test": res["n_test"], "accuracy": res["accuracy"],
-                     "correct": res["correct"], "run": j.runs[0].id})
+                     "correct": res["correct"], "run": run.id})  # the evaluated model's run
     return rows
 
 
