@@ -177,10 +177,32 @@ class Run:
             return results
 
     def _journal(self, event: str) -> None:
-        """One line per computation in `<runs_dir>/journal.log`: when, which process, which run."""
-        line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} pid={os.getpid()} {event} {self.id}\n"
-        with open(Path(self.runs_dir) / "journal.log", "a") as f:  # O_APPEND: whole lines
-            f.write(line)
+        journal(self.runs_dir, event, self.id)
+
+
+@contextmanager
+def group_lock(runs_dir: str | Path, runs: list[Run], what: str):
+    """Held while one process computes a group of runs together (an attack's seeds, trained
+    stacked): a second process on the same group waits here, then finds the runs finished,
+    instead of training the group again. The journal records the group's start and end."""
+    ids = sorted(r.id for r in runs)
+    d = Path(runs_dir) / ".groups"
+    d.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(json.dumps(ids).encode()).hexdigest()[:16]
+    with open(d / f"{digest}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield lambda event: journal(runs_dir, f"group-{event}", f"{what} ({len(ids)} runs: {ids[0]} ...)")
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def journal(runs_dir: str | Path, event: str, what: str) -> None:
+    """One line per event in `<runs_dir>/journal.log`: when, which process, what."""
+    line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} pid={os.getpid()} {event} {what}\n"
+    Path(runs_dir).mkdir(parents=True, exist_ok=True)
+    with open(Path(runs_dir) / "journal.log", "a") as f:  # O_APPEND: whole lines
+        f.write(line)
 
 
 def load_results(run: Run) -> Any:

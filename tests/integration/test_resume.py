@@ -88,6 +88,8 @@ def test_two_processes_on_one_experiment(tmp_path):
     started = [line.split()[-1] for line in journal if " start " in line]
     pids = {line.split()[1] for line in journal}
     assert len(started) == len(set(started)), "a run was computed twice"
+    groups = [line.split(" group-start ")[1] for line in journal if " group-start " in line]
+    assert groups and len(groups) == len(set(groups)), "a WSU group was trained twice"
     assert len(pids) >= 2  # both processes did part of the work (or its workers did)
     assert len(started) == len(list((tmp_path / "runs").rglob("run.json")))
 

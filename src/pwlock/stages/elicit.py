@@ -28,7 +28,7 @@ from pwlock.context import Context, derive_seed
 from pwlock.elicit import Inputs, get_attack
 from pwlock.elicit.wsu import cpu_copy, restore, train_seeds, wsu_examples
 from pwlock.evaluate import complete_many, write_records
-from pwlock.runs import Run, load_results
+from pwlock.runs import Run, group_lock, load_results
 from pwlock.train import train
 from pwlock.utils import ComputeClock, atomic_write_text, read_jsonl, write_jsonl
 
@@ -86,10 +86,20 @@ def runs(ctx: Context, lock_run: Run, g: Group, sources: dict[str, Run]) -> list
 
 def compute(ctx: Context, lock_run: Run, g: Group, sources: dict[str, Run]) -> list[dict]:
     """Every seed of `g` on its lock checkpoint, each evaluated into its own run: their results."""
-    a, attack = g.attack, get_attack(g.attack.kind)
+    a = g.attack
     rs = runs(ctx, lock_run, g, sources)
     if all(r.done for r in rs):
         return [load_results(r) for r in rs]
+    with group_lock(ctx.runs_dir, rs, f"{g.stage} {a.name} epoch {g.epoch}") as note:
+        if not all(r.done for r in rs):  # another process may have computed the group while we waited
+            note("start")
+            _compute(ctx, lock_run, g, sources, rs)
+            note("finish")
+    return [load_results(r) for r in rs]
+
+
+def _compute(ctx: Context, lock_run: Run, g: Group, sources: dict[str, Run], rs: list[Run]) -> None:
+    a, attack = g.attack, get_attack(g.attack.kind)
     model, tok = ctx.load(lock_run, f"epoch_{g.epoch}")
     task = ctx.task_for(lock_run, tok)
     pool = read_jsonl(sources[attack.source].dir / "samples.jsonl") if attack.source else []
@@ -137,7 +147,6 @@ def compute(ctx: Context, lock_run: Run, g: Group, sources: dict[str, Run]) -> l
             r.compute(fn)
         if base is not None:
             restore(model, base)
-    return [load_results(r) for r in rs]
 
 
 def _copy(model):
