@@ -1,5 +1,6 @@
 """The golden run-id test: the run ids of every config under configs/ (toy and math, as a dry run
-plans them) equal those recorded in tests/fixtures/run_ids.json before the stage-graph refactor.
+plans them; the toy ones also with seed=1, as `make experiments-seed1` runs them) equal those
+recorded in tests/fixtures/run_ids.json before the stage-graph refactor (commit e0cda64).
 Run keys are a contract with every cache on disk: a change here invalidates cached runs.
 
 Regenerate the fixture only for a deliberate key change: `python tests/unit/test_run_ids.py --write`.
@@ -14,6 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests/fixtures/run_ids.json"
 CONFIGS = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "configs").rglob("*.yaml"))
+CASES = CONFIGS + [f"{c}@seed=1" for c in CONFIGS if c.startswith("configs/toy/")]
 
 # Path models and local data as fixed stand-ins: their real files are not on this machine. The
 # model path stays the config's placeholder (it is part of the key as written); its fingerprint
@@ -55,5 +57,5 @@ if __name__ == "__main__" and "--write" in sys.argv:
     mp = pytest.MonkeyPatch()
     stand_ins(mp)
     os.chdir(ROOT)
-    FIXTURE.write_text(json.dumps({rel: run_ids(rel) for rel in CONFIGS}, indent=1) + "\n")
+    FIXTURE.write_text(json.dumps({rel: run_ids(rel) for rel in sorted(CASES)}, indent=1) + "\n")
     print(f"wrote {FIXTURE}")
