@@ -33,16 +33,17 @@ def stand_ins(monkeypatch) -> None:
     monkeypatch.setattr(hf, "fingerprint", lambda path, gguf_file=None: {"stand-in": str(path)})
 
 
-def run_ids(rel: str) -> dict[str, list[str]]:
+def run_ids(case: str) -> dict[str, list[str]]:
     from pwlock.config import load_config
     from pwlock.plan import planned_run_ids
 
+    rel, _, seed = case.partition("@")
     cfg = load_config(ROOT / rel)
-    over = ["device=cpu", "runs_dir=runs", *DATA.get(cfg.task.name, [])]
+    over = ["device=cpu", "runs_dir=runs", *DATA.get(cfg.task.name, []), *([seed] if seed else [])]
     return planned_run_ids(load_config(ROOT / rel, over))
 
 
-@pytest.mark.parametrize("rel", CONFIGS)
+@pytest.mark.parametrize("rel", CASES)
 def test_run_ids_are_unchanged(rel, monkeypatch):
     stand_ins(monkeypatch)
     monkeypatch.chdir(ROOT)
