@@ -39,6 +39,16 @@ def cmd_run(args) -> int:
         print(dump_yaml(cfg))
         print("\n".join(dry_run(cfg)))
         return 0
+    if args.verify:
+        from pwlock.verify import verify
+
+        diffs = verify(cfg, args.verify_dir)
+        if diffs:
+            print(f"{len(diffs)} row(s) of {cfg.results_dir}/per_problem.jsonl differ when recomputed:")
+            print("\n".join(f"  {d}" for d in diffs))
+            return 3
+        print(f"verified: every answer of {cfg.results_dir}/per_problem.jsonl recomputed identically")
+        return 0
     import os
 
     from pwlock import distributed, experiments
@@ -101,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="resolve the config, check its paths, print the planned runs (and which are cached) and a "
                         "memory estimate; run nothing")
     r.add_argument("--readme", default=None, help="also refresh the results block of this README")
+    r.add_argument("--verify", action="store_true",
+                   help="recompute the experiment from nothing in a temporary runs dir and compare its per-problem "
+                        "answers with the committed results (exit 3 if any differ); nothing is overwritten")
+    r.add_argument("--verify-dir", default=None, help="with --verify: keep the recomputed runs and results here")
     r.set_defaults(fn=cmd_run)
     c = sub.add_parser("config", help="print the resolved config (every rule that needs no data is checked)")
     c.add_argument("config", nargs="?")
