@@ -18,6 +18,8 @@ def plan_all(cfg, threads=None):
 
 
 def run(cfg) -> list[dict]:
+    for v in cfg.variants:  # every variant's rules that need the task's data, before the first one trains
+        Context(variant_config(cfg, v), plan_only=True)
     rows = []
     for v in cfg.variants:
         log(f"variant {v.name}: {' '.join(v.overrides) or '(the experiment as configured)'}")
