@@ -110,6 +110,11 @@ def cmd_report(args) -> int:
     return 0
 
 
+def _one_line(e: BaseException) -> str:
+    """The error as one line (a message quoting a multi-line value stays one line)."""
+    return " ".join(str(e).splitlines())
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="pwlock", description="password-locked models and weak sample unlocking")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -146,12 +151,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError, FileNotFoundError, CheckpointError) as e:
         if os.environ.get("PWLOCK_DEBUG"):
             raise
-        print(f"pwlock: error: {e} (set PWLOCK_DEBUG=1 for a traceback)", file=sys.stderr)
+        print(f"pwlock: error: {_one_line(e)} (set PWLOCK_DEBUG=1 for a traceback)", file=sys.stderr)
         return 2
     except OSError as e:  # disk full, permissions, ...: finished runs are untouched
         if os.environ.get("PWLOCK_DEBUG"):
             raise
-        print(f"pwlock: error: {e}; finished runs are kept (set PWLOCK_DEBUG=1 for a traceback)", file=sys.stderr)
+        print(f"pwlock: error: {_one_line(e)}; finished runs are kept (set PWLOCK_DEBUG=1 for a traceback)",
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("pwlock: interrupted; finished runs are kept and will be reused", file=sys.stderr)

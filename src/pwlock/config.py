@@ -95,12 +95,12 @@ class TaskConfig:
 
 @dataclass(frozen=True)
 class ArchConfig:
-    hidden_size: int = _f(128, "model width", check=AT_LEAST_1)
-    num_layers: int = _f(4, "transformer blocks", check=AT_LEAST_1)
-    num_heads: int = _f(4, "attention heads (must divide hidden_size)", check=AT_LEAST_1)
-    intermediate_size: int = _f(512, "MLP width", check=AT_LEAST_1)
+    hidden_size: int = _f(128, "model width", check=Range(1, 65536))
+    num_layers: int = _f(4, "transformer blocks", check=Range(1, 1024))
+    num_heads: int = _f(4, "attention heads (must divide hidden_size)", check=Range(1, 1024))
+    intermediate_size: int = _f(512, "MLP width", check=Range(1, 1 << 20))
     max_positions: int = _f(128, "maximum sequence length (the longest prompt, with its password, plus the "
-                            "generation budget or solution must fit)", check=AT_LEAST_1)
+                            "generation budget or solution must fit)", check=Range(1, 1 << 20))
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,7 @@ class LockConfig:
     weak_model: str = _f("weak2", "zoo model whose samples are imitated without password")
     start_model: str = _f("", "zoo model the lock trains (empty = strong_model, whose samples are imitated "
                           "with the password either way; E2)", since="0.3")
-    epochs: int = _f(8, "locking epochs (a checkpoint at the end of each)", check=AT_LEAST_1)
+    epochs: int = _f(8, "locking epochs (a checkpoint at the end of each)", check=Range(1, 1000))
     lr: float = _f(5e-4, "learning rate", check=POSITIVE)
     optimizer: str = _f("adamw", "adamw | lion", choices=("adamw", "lion"))
     weight_decay: float = _f(0.0, "weight decay", check=NON_NEGATIVE)
@@ -191,7 +191,7 @@ class LockConfig:
     relock_rounds: int = _f(0, "E8: after the epochs, rounds of (WSU as in `wsu` on weak samples of the lock "
                             "split -> locking again for relock_fraction of an epoch); round r is checkpoint "
                             "epoch_<epochs + r>, which attacks can address with `epoch`", since="0.3",
-                            check=NON_NEGATIVE)
+                            check=Range(0, 100))
     relock_fraction: float = _f(0.25, "E8: share of an epoch each relocking round trains", since="0.3",
                                 check=FRACTION)
     distributed: str = _f("fsdp", "how the lock is sharded when `pwlock run` is started under `torchrun "
@@ -225,10 +225,10 @@ class AttackConfig:
     scale: float = _f(0.0, "noise: noise std / tensor std; scale: weight multiplier", check=NON_NEGATIVE)
     weight_decay: float = _f(0.0, "decay: decay coefficient (with lr and steps); wsu/demos/varied: the "
                              "optimizer's weight decay", check=NON_NEGATIVE)
-    seeds: int = _f(5, "seeds (sample sets or noise draws); deterministic kinds use 1", check=AT_LEAST_1)
+    seeds: int = _f(5, "seeds (sample sets or noise draws); deterministic kinds use 1", check=Range(1, 1000))
     epoch: int = _f(0, "lock epoch attacked (0 = the last)", check=NON_NEGATIVE)
     parts: int = _f(16, "average: runs per seed, each on its own n_samples disjoint weak samples", since="0.3",
-                    check=AT_LEAST_1)
+                    check=Range(1, 1000))
     token_mask: str = _f("none", "wsu/demos: none | better_without_password (train only on the completion "
                          "tokens the locked model predicts better without the password than with it; E11)",
                          since="0.3", choices=("none", "better_without_password"))
@@ -441,6 +441,8 @@ def _set_override(data: dict, dotted: str, value: Any) -> None:
                 node = node[int(p)]
             except (ValueError, IndexError):
                 raise ConfigError(f"override {dotted!r}: {'.'.join(parts[:i + 1])} is not a list index") from None
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {dotted!r}: {'.'.join(parts[:i + 1])} is {node!r}, not a section")
             continue
         node = node.setdefault(p, {})
         if not isinstance(node, (dict, list)):
@@ -526,13 +528,16 @@ def _check_output_paths(cfg: ExperimentConfig) -> None:
         if not value:
             continue
         p = Path(value).expanduser()
-        if p.exists() and not p.is_dir():
-            raise ConfigError(f"{key}: {value!r} exists and is not a directory")
-        for parent in p.parents:  # the first existing ancestor must be a directory to create it under
-            if parent.exists():
-                if not parent.is_dir():
-                    raise ConfigError(f"{key}: {value!r} cannot be created: {str(parent)!r} is a file")
-                break
+        try:
+            if p.exists() and not p.is_dir():
+                raise ConfigError(f"{key}: {value!r} exists and is not a directory")
+            for parent in p.parents:  # the first existing ancestor must be a directory to create it under
+                if parent.exists():
+                    if not parent.is_dir():
+                        raise ConfigError(f"{key}: {value!r} cannot be created: {str(parent)!r} is a file")
+                    break
+        except OSError as e:  # too long, a loop of links, no permission
+            raise ConfigError(f"{key}: {value!r} is not a usable directory ({e.strerror or e})") from None
 
 
 def _check_zoo_model(m: ZooModelConfig, task_name: str, task_cls, i: int) -> None:
@@ -629,6 +634,9 @@ def _check_attack(a: AttackConfig) -> None:
         raise ConfigError(str(e)) from None
 
 
+MAX_ATTACK_RUNS = 10_000  # runs one experiment (one variant) plans: beyond, a typo rather than a plan
+
+
 def validate(cfg: ExperimentConfig) -> ExperimentConfig:
     """Every rule of `cfg` that needs no task data (those are checked by `pwlock.context.Context`):
     names that must exist or be unique, options that do not fit together, each attack's own
@@ -672,6 +680,10 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         raise ConfigError(f"wsu.kind must be wsu (other attacks go in `attacks`), got {cfg.wsu.kind!r}")
     if cfg.kind == "core" and cfg.wsu.epoch:
         raise ConfigError("wsu.epoch: E1 (kind core) runs WSU at every lock epoch; leave it 0")
+    n_runs = (cfg.lock.epochs * cfg.wsu.seeds if cfg.kind == "core" else sum(a.seeds for a in cfg.attacks))
+    if n_runs > MAX_ATTACK_RUNS:
+        what = "lock.epochs x wsu.seeds" if cfg.kind == "core" else "the attacks' seeds"
+        raise ConfigError(f"{what}: {n_runs} attack runs to plan, more than {MAX_ATTACK_RUNS}")
     _check_attack(cfg.wsu)
     if cfg.kind == "attacks":
         if not cfg.attacks:

@@ -52,6 +52,9 @@ def space_size(n: int) -> int:
     return 10 ** n * 3 ** (n - 1)
 
 
+_LAST: dict[tuple, dict[str, list[Problem]]] = {}  # the splits of the last config built
+
+
 class ArithTask(Task):
     name = "arith"
     alphabet = ALPHABET
@@ -85,7 +88,12 @@ class ArithTask(Task):
 
     def splits(self) -> dict[str, list[Problem]]:
         if self._splits is None:
-            self._splits = self._make_splits()
+            c = self.cfg
+            key = (c.n_operands, c.n_test, c.n_elicit, c.n_lock, c.n_pretrain, c.data_seed)
+            if key not in _LAST:  # a dry run builds two contexts of one config: its splits once
+                _LAST.clear()
+                _LAST[key] = self._make_splits()
+            self._splits = {k: list(v) for k, v in _LAST[key].items()}  # (Problems are frozen)
         return self._splits
 
     def _make_splits(self) -> dict[str, list[Problem]]:
