@@ -96,6 +96,11 @@ def cmd_config(args) -> int:
         from pwlock.context import Context
 
         Context(cfg, threads=1, plan_only=True)  # the rules that need the task's data
+        if cfg.kind == "variants":  # and each variant's
+            from pwlock.experiments.variants import variant_context
+
+            for v in cfg.variants:
+                variant_context(cfg, v, threads=1)
         print("# config ok: every rule checked, the task's data read")
     return 0
 

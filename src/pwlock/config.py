@@ -522,7 +522,7 @@ def _check_output_paths(cfg: ExperimentConfig) -> None:
     if not _NAME.fullmatch(cfg.experiment) or ".." in cfg.experiment:
         raise ConfigError(f"experiment: {cfg.experiment!r} is not a plain name (letters, digits, . _ + -, no "
                           f"path separators; it names results/<experiment>/ and its figure)")
-    for key, value in (("out_dir", cfg.out_dir), ("runs_dir", cfg.runs_dir)):
+    for key, value in (("out_dir", str(cfg.results_dir)), ("runs_dir", cfg.runs_dir)):
         if key == "runs_dir" and not value.strip():
             raise ConfigError("runs_dir is empty (the cache of run directories, e.g. runs)")
         if not value:

@@ -134,7 +134,8 @@ class Context:
         for name, probs in self.splits.items():
             if not probs and not (name == "pretrain" and all(m.path for m in cfg.zoo)):  # nothing to train
                 raise ValueError(f"task split {name!r} is empty; check task.n_{name}")
-        check_sample_pools(cfg, {k: len(v) for k, v in self.splits.items()})
+        if cfg.kind != "variants":  # (each variant's context checks its own attacks and splits)
+            check_sample_pools(cfg, {k: len(v) for k, v in self.splits.items()})
         if toy and hasattr(self.task, "alphabet"):
             check_lengths(cfg, self.task, self.splits, toy)
         self.by_id = {p.id: p for probs in self.splits.values() for p in probs}

@@ -357,6 +357,13 @@ def test_bad_override_in_a_later_variant(capsys, tmp_path):
             needles=("variant 'late': attacks[0] ('wsu').n_samples=900: needs 900 samples",))
 
 
+def test_config_check_reads_every_variant(capsys, tmp_path):
+    variants = "variants=[{name: fine, overrides: []}, {name: late, overrides: [wsu.n_samples=900]}]"
+    code = main(["config", CORE, "kind=variants", variants, "--check"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "variant 'late': attacks[0] ('wsu').n_samples=900" in err
+
+
 def test_bad_override_in_a_later_variant_stops_a_real_run_before_work(capsys, tmp_path):
     variants = "variants=[{name: fine, overrides: []}, {name: late, overrides: [wsu.n_samples=900]}]"
     code, err = run_cli(capsys, CORE, "kind=variants", variants, f"runs_dir={tmp_path / 'runs'}",
