@@ -86,7 +86,8 @@ def check_sample_pools(cfg: ExperimentConfig, sizes: dict[str, int]) -> None:
             raise ValueError(f"{where}.pre_pool={a.pre_pool}: the lock split has {n_lock} problems (task.n_lock)")
     lc = cfg.lock
     if lc.overfit_every and lc.overfit_samples > n_lock:
-        raise ValueError(f"lock.overfit_samples={lc.overfit_samples}: the lock split has {n_lock} problems (task.n_lock)")
+        raise ValueError(f"lock.overfit_samples={lc.overfit_samples}: the lock split has {n_lock} problems "
+                         f"(task.n_lock)")
     if lc.relock_rounds and cfg.wsu.n_samples > n_lock:
         raise ValueError(f"wsu.n_samples={cfg.wsu.n_samples} (the relocking rounds' WSU): the lock split has "
                          f"{n_lock} problems (task.n_lock)")
