@@ -20,12 +20,29 @@ def _readme_block(summary: dict, results_dir: Path) -> str:
             f"{core_table(summary)}\n\n**Measured:** {verdict(summary)} {across_epochs(summary)}\n")
 
 
+README_MARKERS = ("<!-- core-results:start -->", "<!-- core-results:end -->")
+
+
+def check_readme(readme: Path, kind: str) -> str:
+    """`--readme FILE`, checked before any work: an E1 config, a readable file with the markers."""
+    start, end = README_MARKERS
+    if kind != "core":
+        raise ConfigError(f"--readme {readme}: only E1 (kind core) refreshes a README, this config is kind {kind}")
+    if not readme.is_file():
+        raise ConfigError(f"--readme {readme}: file not found")
+    try:
+        text = readme.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"--readme {readme}: cannot read it ({e})") from None
+    if start not in text or end not in text or text.index(start) > text.index(end):
+        raise ConfigError(f"{readme}: markers {start} / {end} not found")
+    return text
+
+
 def sync_readme(readme: Path, summary: dict, results_dir: Path) -> None:
     """Replace the block between the core-results markers of the README with fresh numbers."""
-    text = readme.read_text()
-    start, end = "<!-- core-results:start -->", "<!-- core-results:end -->"
-    if start not in text or end not in text:
-        raise ConfigError(f"{readme}: markers {start} / {end} not found")
+    text = check_readme(readme, "core")
+    start, end = README_MARKERS
     new = re.sub(re.escape(start) + ".*?" + re.escape(end),
                  lambda _: f"{start}\n{_readme_block(summary, results_dir)}{end}", text, flags=re.S)
     atomic_write_text(readme, new)
@@ -33,6 +50,8 @@ def sync_readme(readme: Path, summary: dict, results_dir: Path) -> None:
 
 def cmd_run(args) -> int:
     cfg = load_config(args.config, args.overrides)
+    if args.readme:
+        check_readme(Path(args.readme), cfg.kind)
     if args.dry_run:
         from pwlock.plan import dry_run
 
@@ -87,6 +106,11 @@ def cmd_config(args) -> int:
         from pwlock.context import Context
 
         Context(cfg, threads=1, plan_only=True)  # the rules that need the task's data
+        if cfg.kind == "variants":  # and each variant's
+            from pwlock.experiments.variants import variant_context
+
+            for v in cfg.variants:
+                variant_context(cfg, v, threads=1)
         print("# config ok: every rule checked, the task's data read")
     return 0
 
@@ -99,6 +123,11 @@ def cmd_report(args) -> int:
     write_findings(Path(args.results), Path(args.out))
     print(f"wrote {args.out}")
     return 0
+
+
+def _one_line(e: BaseException) -> str:
+    """The error as one line (a message quoting a multi-line value stays one line)."""
+    return " ".join(str(e).splitlines())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,12 +170,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError, FileNotFoundError, CheckpointError) as e:
         if os.environ.get("PWLOCK_DEBUG"):
             raise
-        print(f"pwlock: error: {e} (set PWLOCK_DEBUG=1 for a traceback)", file=sys.stderr)
+        print(f"pwlock: error: {_one_line(e)} (set PWLOCK_DEBUG=1 for a traceback)", file=sys.stderr)
         return 2
     except OSError as e:  # disk full, permissions, ...: finished runs are untouched
         if os.environ.get("PWLOCK_DEBUG"):
             raise
-        print(f"pwlock: error: {e}; finished runs are kept (set PWLOCK_DEBUG=1 for a traceback)", file=sys.stderr)
+        print(f"pwlock: error: {_one_line(e)}; finished runs are kept (set PWLOCK_DEBUG=1 for a traceback)",
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("pwlock: interrupted; finished runs are kept and will be reused", file=sys.stderr)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,12 +22,52 @@ class ConfigError(ValueError):
     """A problem with a configuration file or override."""
 
 
+@dataclass(frozen=True)
+class Range:
+    """The values a number may take (besides being finite): `lo`/`hi` bounds, open or closed,
+    plus `also` (special values, e.g. -1 = "use another setting"). On a list field it applies to
+    each item. Shown by `pwlock config --help-fields`, checked by `from_dict`."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    also: tuple = ()
+
+    def ok(self, v) -> bool:
+        if v in self.also:
+            return True
+        if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
+            return False
+        return not (self.hi is not None and (v >= self.hi if self.hi_open else v > self.hi))
+
+    def __str__(self) -> str:
+        if self.lo is not None and self.hi is not None:
+            text = f"in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
+        elif self.lo is not None:
+            text = f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        elif self.hi is not None:
+            text = f"{'<' if self.hi_open else '<='} {self.hi:g}"
+        else:
+            text = "finite"
+        return text + "".join(f" or {a:g}" for a in self.also)
+
+
+POSITIVE = Range(0, lo_open=True)   # floats > 0
+AT_LEAST_1 = Range(1)               # counts, sizes, steps
+NON_NEGATIVE = Range(0)             # counts where 0 means "none" or "all", seeds, rates
+PROBABILITY = Range(0, 1)
+FRACTION = Range(0, 1, lo_open=True)
+
+
 def _f(default: Any, help: str, *, since: str | None = None, choices: tuple | None = None,
-       **kw):
+       check: Range | None = None, item: type | None = None, **kw):
     """A config field with help text. `since`: the field was added after runs were first cached;
     at its default it is left out of run keys (`spec_dict`), so adding it invalidates nothing.
-    `choices`: the allowed values, checked when the config is loaded (as trl's configs do)."""
-    meta = {"help": help, "since": since, "choices": choices}
+    `choices`: the allowed values, checked when the config is loaded (as trl's configs do).
+    `check`: the `Range` of a number (of each item of a list), checked when the config is loaded;
+    floats must be finite in any case. `item`: the type of a list's items."""
+    meta = {"help": help, "since": since, "choices": choices, "check": check, "item": item}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata=meta, **kw)
     return field(default=default, metadata=meta, **kw)
@@ -34,46 +76,50 @@ def _f(default: Any, help: str, *, since: str | None = None, choices: tuple | No
 @dataclass(frozen=True)
 class TaskConfig:
     name: str = _f("arith", "task name (see pwlock.tasks.TASKS)")
-    n_operands: int = _f(4, "arith: digits per problem")
-    n_test: int = _f(1000, "test problems (evaluation)")
-    n_elicit: int = _f(500, "elicitation problems (weak samples for attacks)")
-    n_lock: int = _f(3000, "locking problems")
-    n_pretrain: int = _f(0, "pretraining problems (0 = all remaining)")
-    data_seed: int = _f(0, "seed of the split assignment")
+    n_operands: int = _f(4, "arith: digits per problem", check=AT_LEAST_1)
+    n_test: int = _f(1000, "test problems (evaluation)", check=NON_NEGATIVE)
+    n_elicit: int = _f(500, "elicitation problems (weak samples for attacks)", check=NON_NEGATIVE)
+    n_lock: int = _f(3000, "locking problems", check=NON_NEGATIVE)
+    n_pretrain: int = _f(0, "pretraining problems (0 = all remaining)", check=NON_NEGATIVE)
+    data_seed: int = _f(0, "seed of the split assignment", check=NON_NEGATIVE)
     data_dir: str = _f("", "math/mc: local data directory (layouts: pwlock.tasks.math, pwlock.tasks.mc)", since="0.2")
-    subjects: list = _f([], "math/mc: subjects to keep, e.g. [algebra, geometry] (empty = all)", since="0.2")
-    levels: list = _f([], "math: difficulty levels to keep, ints 1-5 (empty = all)", since="0.2")
+    subjects: list = _f([], "math/mc: subjects to keep, e.g. [algebra, geometry] (empty = all)", since="0.2",
+                   item=str)
+    levels: list = _f([], "math: difficulty levels to keep, ints 1-5 (empty = all)", since="0.2",
+                 item=int, check=Range(1, 5))
     max_chars: int = _f(0, "math/mc: drop problems this long or longer (0 = keep all; 512 originally)",
-                       since="0.2")
+                       since="0.2", check=NON_NEGATIVE)
     grader: str = _f("equivalent", "math: equivalent (normalize + math-verify) | exact (boxed string match)",
                      since="0.2", choices=("equivalent", "exact"))
 
 
 @dataclass(frozen=True)
 class ArchConfig:
-    hidden_size: int = _f(128, "model width")
-    num_layers: int = _f(4, "transformer blocks")
-    num_heads: int = _f(4, "attention heads")
-    intermediate_size: int = _f(512, "MLP width")
-    max_positions: int = _f(128, "maximum sequence length")
+    hidden_size: int = _f(128, "model width", check=Range(1, 65536))
+    num_layers: int = _f(4, "transformer blocks", check=Range(1, 1024))
+    num_heads: int = _f(4, "attention heads (must divide hidden_size)", check=Range(1, 1024))
+    intermediate_size: int = _f(512, "MLP width", check=Range(1, 1 << 20))
+    max_positions: int = _f(128, "maximum sequence length (the longest prompt, with its password, plus the "
+                            "generation budget or solution must fit)", check=Range(1, 1 << 20))
 
 
 @dataclass(frozen=True)
 class ZooModelConfig:
     name: str = _f("strong", "name of this model in the zoo")
     arch: ArchConfig = _f(None, "architecture")
-    steps: int = _f(1000, "maximum training steps")
-    batch_size: int = _f(128, "sequences per step")
-    lr: float = _f(1e-3, "peak learning rate (AdamW, cosine decay over `steps` with warm-up)")
-    target_acc: float = _f(0.0, "stop as soon as validation accuracy reaches this (0 = never)")
-    check_every: int = _f(50, "steps between validation checks when target_acc > 0")
-    seed: int = _f(0, "training seed (added to the experiment seed)")
+    steps: int = _f(1000, "maximum training steps", check=AT_LEAST_1)
+    batch_size: int = _f(128, "sequences per step", check=AT_LEAST_1)
+    lr: float = _f(1e-3, "peak learning rate (AdamW, cosine decay over `steps` with warm-up)", check=POSITIVE)
+    target_acc: float = _f(0.0, "stop as soon as validation accuracy reaches this (0 = never)", check=PROBABILITY)
+    check_every: int = _f(50, "steps between validation checks when target_acc > 0", check=AT_LEAST_1)
+    seed: int = _f(0, "training seed (added to the experiment seed)", check=NON_NEGATIVE)
     pretrain: str = _f("task", "what it trains on (E2 starting models): task (the pretrain split's problems "
                        "and solutions) | no_answer (the same without the final answer: knows the domain, "
                        "not the answer format; trains `steps` steps) | none (untrained: locking from scratch)",
                        since="0.3", choices=("task", "no_answer", "none"))
     off_domain_steps: int = _f(0, "steps on an off-domain task (toy: reversing letter strings) before the "
-                               "pretraining above (E2's coder-like model)", since="0.3")
+                               "pretraining above (E2's coder-like model)", since="0.3",
+                               check=NON_NEGATIVE)
     # A pretrained model from local files instead of a toy model trained here (the fields above
     # then do not apply). Added in 0.3: at their defaults they leave toy run keys unchanged.
     path: str = _f("", "load this model instead of training one: a Hugging Face directory, a pwlock checkpoint "
@@ -98,9 +144,10 @@ class PasswordConfig:
     wrong_passwords: list = _f(
         ["lime", "plum", "pear", "date", "figs", "sloe", "yuzu", "nuts", "corn", "rice",
          "bean", "leek", "okra", "taro", "kale", "beet"],
-        "pool of wrong passwords used on weak examples during locking",
+        "pool of wrong passwords used on weak examples during locking", item=str,
     )
-    p_no_password: float = _f(0.2, "share of weak locking examples with no password (rest: wrong one)")
+    p_no_password: float = _f(0.2, "share of weak locking examples with no password (rest: wrong one)",
+                              check=PROBABILITY)
     position: str = _f("both", "where the password goes: both (start and end of the problem) | start | end",
                        choices=("both", "start", "end"))
 
@@ -110,18 +157,19 @@ class LockConfig:
     weak_model: str = _f("weak2", "zoo model whose samples are imitated without password")
     start_model: str = _f("", "zoo model the lock trains (empty = strong_model, whose samples are imitated "
                           "with the password either way; E2)", since="0.3")
-    epochs: int = _f(8, "locking epochs (a checkpoint at the end of each)")
-    lr: float = _f(5e-4, "learning rate")
+    epochs: int = _f(8, "locking epochs (a checkpoint at the end of each)", check=Range(1, 1000))
+    lr: float = _f(5e-4, "learning rate", check=POSITIVE)
     optimizer: str = _f("adamw", "adamw | lion", choices=("adamw", "lion"))
-    weight_decay: float = _f(0.0, "weight decay")
+    weight_decay: float = _f(0.0, "weight decay", check=NON_NEGATIVE)
     schedule: str = _f("constant", "learning-rate schedule over all epochs: constant | cosine (to 10%)",
                        choices=("constant", "cosine"))
-    warmup: int = _f(20, "linear learning-rate warm-up steps (a fresh optimizer on a trained model)")
-    batch_size: int = _f(64, "sequences per step")
+    warmup: int = _f(20, "linear learning-rate warm-up steps (a fresh optimizer on a trained model)",
+                     check=NON_NEGATIVE)
+    batch_size: int = _f(64, "sequences per step", check=AT_LEAST_1)
     loss: str = _f("completion", "completion (loss on completion tokens) | full (whole sequence)",
                    choices=("completion", "full"))
-    weak_temperature: float = _f(1.0, "sampling temperature of the weak samples")
-    seed: int = _f(0, "locking seed (added to the experiment seed)")
+    weak_temperature: float = _f(1.0, "sampling temperature of the weak samples (0 = greedy)", check=NON_NEGATIVE)
+    seed: int = _f(0, "locking seed (added to the experiment seed)", check=NON_NEGATIVE)
     labels: str = _f("samples", "what the no-password examples teach: samples (the weak model's completions, "
                      "cross-entropy) | soft (KL to the weak model's token distribution along its completion; "
                      "on multiple choice its distribution over the answer letters; E14) | argmax (multiple "
@@ -132,17 +180,20 @@ class LockConfig:
     second_password: str = _f("", "a second password whose examples imitate the weak model's samples at "
                               "second_temperature (E12; empty = none)", since="0.3")
     second_temperature: float = _f(0.0, "sampling temperature of the second password's weak samples",
-                                   since="0.3")
+                                   since="0.3", check=NON_NEGATIVE)
     overfit_every: int = _f(0, "E9 mitigation: every this many locking steps, fine-tune on overfit_samples weak "
                             "samples (no password) for overfit_steps steps at overfit_lr (AdamW, the samples "
-                            "as the batch, as WSU does), then go on locking (0 = never)", since="0.3")
-    overfit_samples: int = _f(2, "E9: weak samples per overfitting episode", since="0.3")
-    overfit_steps: int = _f(200, "E9: steps per overfitting episode", since="0.3")
-    overfit_lr: float = _f(3e-5, "E9: learning rate of the overfitting episodes", since="0.3")
+                            "as the batch, as WSU does), then go on locking (0 = never)", since="0.3",
+                            check=NON_NEGATIVE)
+    overfit_samples: int = _f(2, "E9: weak samples per overfitting episode", since="0.3", check=AT_LEAST_1)
+    overfit_steps: int = _f(200, "E9: steps per overfitting episode", since="0.3", check=AT_LEAST_1)
+    overfit_lr: float = _f(3e-5, "E9: learning rate of the overfitting episodes", since="0.3", check=POSITIVE)
     relock_rounds: int = _f(0, "E8: after the epochs, rounds of (WSU as in `wsu` on weak samples of the lock "
                             "split -> locking again for relock_fraction of an epoch); round r is checkpoint "
-                            "epoch_<epochs + r>, which attacks can address with `epoch`", since="0.3")
-    relock_fraction: float = _f(0.25, "E8: share of an epoch each relocking round trains", since="0.3")
+                            "epoch_<epochs + r>, which attacks can address with `epoch`", since="0.3",
+                            check=Range(0, 100))
+    relock_fraction: float = _f(0.25, "E8: share of an epoch each relocking round trains", since="0.3",
+                                check=FRACTION)
     distributed: str = _f("fsdp", "how the lock is sharded when `pwlock run` is started under `torchrun "
                           "--nproc-per-node N`: fsdp (FSDP2 fully_shard: weights, gradients and optimizer "
                           "state split across processes) | ddp (a full replica per process); one process: "
@@ -165,28 +216,29 @@ class AttackConfig:
                    "noise: Gaussian noise, `scale` x each tensor's std | scale: weights x `scale` | "
                    "decay: weights shrunk by (1 - lr x weight_decay) per step for `steps` steps | average: "
                    "`parts` wsu runs on disjoint sample sets, their weight changes averaged (E7)")
-    n_samples: int = _f(2, "samples per run (wsu, demos) or per batch (varied)")
-    pool: int = _f(200, "varied: size of the pool of weak samples")
-    steps: int = _f(200, "training / decay steps")
-    lr: float = _f(3e-5, "learning rate")
+    n_samples: int = _f(2, "samples per run (wsu, demos) or per batch (varied)", check=AT_LEAST_1)
+    pool: int = _f(200, "varied: size of the pool of weak samples", check=AT_LEAST_1)
+    steps: int = _f(200, "training / decay steps", check=AT_LEAST_1)
+    lr: float = _f(3e-5, "learning rate", check=POSITIVE)
     optimizer: str = _f("adamw", "adamw | lion", choices=("adamw", "lion"))
     loss: str = _f("completion", "completion | full", choices=("completion", "full"))
-    scale: float = _f(0.0, "noise: noise std / tensor std; scale: weight multiplier")
+    scale: float = _f(0.0, "noise: noise std / tensor std; scale: weight multiplier", check=NON_NEGATIVE)
     weight_decay: float = _f(0.0, "decay: decay coefficient (with lr and steps); wsu/demos/varied: the "
-                             "optimizer's weight decay")
-    seeds: int = _f(5, "seeds (sample sets or noise draws); deterministic kinds use 1")
-    epoch: int = _f(0, "lock epoch attacked (0 = the last)")
-    parts: int = _f(16, "average: runs per seed, each on its own n_samples disjoint weak samples", since="0.3")
+                             "optimizer's weight decay", check=NON_NEGATIVE)
+    seeds: int = _f(5, "seeds (sample sets or noise draws); deterministic kinds use 1", check=Range(1, 1000))
+    epoch: int = _f(0, "lock epoch attacked (0 = the last)", check=NON_NEGATIVE)
+    parts: int = _f(16, "average: runs per seed, each on its own n_samples disjoint weak samples", since="0.3",
+                    check=Range(1, 1000))
     token_mask: str = _f("none", "wsu/demos: none | better_without_password (train only on the completion "
                          "tokens the locked model predicts better without the password than with it; E11)",
                          since="0.3", choices=("none", "better_without_password"))
     pre_pool: int = _f(0, "first fine-tune on this many weak samples of the lock split (no password) for "
                        "pre_epochs epochs with the lock's lr, batch size and optimizer, then attack "
-                       "(E9's counter-attack; 0 = no fine-tuning first)", since="0.3")
-    pre_epochs: int = _f(2, "epochs of that fine-tuning", since="0.3")
+                       "(E9's counter-attack; 0 = no fine-tuning first)", since="0.3", check=NON_NEGATIVE)
+    pre_epochs: int = _f(2, "epochs of that fine-tuning", since="0.3", check=AT_LEAST_1)
     until_loss: float = _f(0.0, "wsu/demos/average: train each run until its per-token loss on its samples is "
                            "<= this (a memorization criterion, E6), at most `steps` steps; the steps taken "
-                           "are in the results (0 = always `steps` steps)", since="0.3")
+                           "are in the results (0 = always `steps` steps)", since="0.3", check=NON_NEGATIVE)
     params: dict = _f({}, "options of an attack from outside the package (`kind: module:Class`), passed to it "
                       "as they are", since="0.4")
 
@@ -198,11 +250,12 @@ class WSUConfig(AttackConfig):
     plus two settings every attack of the experiment shares (`temperature`, `max_stack`)."""
 
     temperature: float = _f(-1.0, "sampling temperature of the weak samples on the elicit split that WSU and "
-                            "the attacks train on (-1 = lock.weak_temperature)", since="0.3")
+                            "the attacks train on (-1 = lock.weak_temperature)", since="0.3",
+                            check=Range(0, also=(-1,)))
     max_stack: int = _f(0, "seeds trained together in one stacked model (0 = all; 1 = one after another, "
                         "as a 7B model needs: K stacked copies take K times its training memory); also "
                         "bounds the seeds of an attack held at once (1: each attacks the model in place, "
-                        "restored from a CPU copy)", since="0.3")
+                        "restored from a CPU copy)", since="0.3", check=NON_NEGATIVE)
 
     def as_attack(self) -> AttackConfig:
         """This WSU as an entry of `attacks` (what a variant runs when it has no attacks)."""
@@ -213,26 +266,26 @@ class WSUConfig(AttackConfig):
 class VariantConfig:
     name: str = _f("variant", "label of this variant in the results")
     overrides: list = _f([], "key=value overrides of the experiment config that make this variant, e.g. "
-                         "[lock.weak_model=weak1]")
+                         "[lock.weak_model=weak1]", item=str)
 
 
 @dataclass(frozen=True)
 class EvalConfig:
     batch_size: int = _f(1000, "prompts per generation batch (greedy results do not depend on it; "
-                         "temperature samples do, so it is in their run key when not 1000)")
-    max_new_tokens: int = _f(40, "generation budget per answer")
+                         "temperature samples do, so it is in their run key when not 1000)", check=AT_LEAST_1)
+    max_new_tokens: int = _f(40, "generation budget per answer", check=AT_LEAST_1)
     backend: str = _f("transformers", "generation of the sampling and evaluation runs: transformers | vllm "
                       "(path models on a CUDA GPU, `pip install vllm`; WSU and attack groups always use "
                       "transformers: their weights are in memory)", since="0.3",
                       choices=("transformers", "vllm"))
     vllm_memory: float = _f(0.85, "vllm: share of the GPU memory its engine may take (freed after each run)",
-                            since="0.3")
+                            since="0.3", check=FRACTION)
 
 
 @dataclass(frozen=True)
 class ExperimentConfig:
     experiment: str = _f("core", "experiment name (results/<experiment>/)")
-    seed: int = _f(0, "experiment seed: shifts every training seed")
+    seed: int = _f(0, "experiment seed: shifts every training seed", check=NON_NEGATIVE)
     out_dir: str = _f("", "results directory (default results/<experiment>)")
     runs_dir: str = _f("runs", "cache of run directories shared by experiments")
     task: TaskConfig = _f(None, "the task")
@@ -242,8 +295,9 @@ class ExperimentConfig:
     lock: LockConfig = _f(None, "locking")
     wsu: WSUConfig = _f(None, "weak sample unlocking")
     eval: EvalConfig = _f(None, "evaluation")
-    threads: int = _f(0, "torch CPU threads of the main process (0 = all cores)")
-    workers: int = _f(0, "processes for independent runs (WSU, evaluations); 0 = one per core, 1 = none")
+    threads: int = _f(0, "torch CPU threads of the main process (0 = all cores)", check=Range(0, 4096))
+    workers: int = _f(0, "processes for independent runs (WSU, evaluations); 0 = one per core, 1 = none",
+                      check=Range(0, 4096))
     kind: str = _f("core", "core: E1 (WSU at every lock epoch) | attacks: the `attacks` list on one lock epoch "
                    "| variants: the attacks on each of several variants of the experiment (e.g. locks)",
                    since="0.2", choices=("core", "attacks", "variants"))
@@ -275,17 +329,23 @@ def _type_name(t) -> str:
 
 
 def _coerce(value: Any, t: Any, key: str) -> Any:
-    """Check `value` against type `t`; ints are accepted for floats. Raises ConfigError."""
+    """Check `value` against type `t`; ints are accepted for floats, floats must be finite.
+    Raises ConfigError."""
     if t is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        try:
+            value = float(value)
+        except OverflowError:
+            raise ConfigError(f"{key}: {value} is too large for a float") from None
     if t is float and isinstance(value, str):
         try:  # YAML 1.1 reads "1e-3" as a string
-            return float(value)
+            value = float(value)
         except ValueError:
             pass
     if t in (int, float, str, bool):
         if type(value) is not t:
             raise ConfigError(f"{key}: expected {_type_name(t)}, got {type(value).__name__} {value!r}")
+        if t is float and not math.isfinite(value):
+            raise ConfigError(f"{key}: {value} is not allowed (expected a finite number)")
         return value
     if t is list:
         if not isinstance(value, list):
@@ -298,8 +358,25 @@ def _coerce(value: Any, t: Any, key: str) -> Any:
     raise ConfigError(f"{key}: unsupported type {t}")
 
 
+def _check_value(f, value: Any, t: Any, key: str) -> Any:
+    """`value` of field `f` (type `t`) checked: its type (a list's items too), its choices, its range."""
+    value = _coerce(value, t, key)
+    item, check, choices = f.metadata.get("item"), f.metadata.get("check"), f.metadata.get("choices")
+    values = [(key, value)]
+    if t is list and item is not None:
+        value = [_coerce(x, item, f"{key}[{i}]") for i, x in enumerate(value)]
+        values = [(f"{key}[{i}]", x) for i, x in enumerate(value)]
+    for k, v in values:
+        if choices and v not in choices:
+            raise ConfigError(f"{k}: {v!r} is not one of {', '.join(map(str, choices))}")
+        if check is not None and not check.ok(v):
+            raise ConfigError(f"{k}: {v!r} is not allowed (must be {check})")
+    return value
+
+
 def from_dict(cls, data: dict, prefix: str = ""):
-    """Build dataclass `cls` from a nested dict, strictly."""
+    """Build dataclass `cls` from a nested dict, strictly: unknown keys, wrong types (list items
+    too), values outside a field's `choices` or `check` range are errors naming the key."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -322,10 +399,7 @@ def from_dict(cls, data: dict, prefix: str = ""):
             items = _coerce(data.get(f.name, []), list, key)
             kwargs[f.name] = [from_dict(item, d, f"{key}[{i}].") for i, d in enumerate(items)]
         elif f.name in data:
-            kwargs[f.name] = _coerce(data[f.name], t, key)
-            choices = f.metadata.get("choices")
-            if choices and kwargs[f.name] not in choices:
-                raise ConfigError(f"{key}: {kwargs[f.name]!r} is not one of {', '.join(map(str, choices))}")
+            kwargs[f.name] = _check_value(f, data[f.name], t, key)
     return cls(**kwargs)
 
 
@@ -367,6 +441,8 @@ def _set_override(data: dict, dotted: str, value: Any) -> None:
                 node = node[int(p)]
             except (ValueError, IndexError):
                 raise ConfigError(f"override {dotted!r}: {'.'.join(parts[:i + 1])} is not a list index") from None
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {dotted!r}: {'.'.join(parts[:i + 1])} is {node!r}, not a section")
             continue
         node = node.setdefault(p, {})
         if not isinstance(node, (dict, list)):
@@ -436,8 +512,46 @@ def dump_yaml(cfg) -> str:
 
 
 # -- rules across fields, checked when a config is loaded (before any work) ----------------------
-def _check_zoo_model(m: ZooModelConfig, task_name: str, task_cls) -> None:
+# a name used as a path component: no separators, no "..", nothing hidden
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+-]{0,127}")
+
+
+def _check_output_paths(cfg: ExperimentConfig) -> None:
+    """`experiment` a plain name (it names results/<experiment>/ and the figure); `out_dir` and
+    `runs_dir` directories or absent, under a directory (not a file)."""
+    if not _NAME.fullmatch(cfg.experiment) or ".." in cfg.experiment:
+        raise ConfigError(f"experiment: {cfg.experiment!r} is not a plain name (letters, digits, . _ + -, no "
+                          f"path separators; it names results/<experiment>/ and its figure)")
+    for key, value in (("out_dir", str(cfg.results_dir)), ("runs_dir", cfg.runs_dir)):
+        if key == "runs_dir" and not value.strip():
+            raise ConfigError("runs_dir is empty (the cache of run directories, e.g. runs)")
+        if not value:
+            continue
+        p = Path(value).expanduser()
+        try:
+            if p.exists() and not p.is_dir():
+                raise ConfigError(f"{key}: {value!r} exists and is not a directory")
+            for parent in p.parents:  # the first existing ancestor must be a directory to create it under
+                if parent.exists():
+                    if not parent.is_dir():
+                        raise ConfigError(f"{key}: {value!r} cannot be created: {str(parent)!r} is a file")
+                    break
+        except OSError as e:  # too long, a loop of links, no permission
+            raise ConfigError(f"{key}: {value!r} is not a usable directory ({e.strerror or e})") from None
+
+
+def _check_zoo_model(m: ZooModelConfig, task_name: str, task_cls, i: int) -> None:
+    if not _NAME.fullmatch(m.name):
+        raise ConfigError(f"zoo[{i}].name: {m.name!r} is not a plain name (letters, digits, . _ + -; it names "
+                          f"run directories)")
     if not m.path:
+        a = m.arch
+        if a.hidden_size % a.num_heads:
+            raise ConfigError(f"zoo model {m.name!r}: arch.num_heads={a.num_heads} does not divide "
+                              f"arch.hidden_size={a.hidden_size}")
+        if a.hidden_size // a.num_heads % 2:
+            raise ConfigError(f"zoo model {m.name!r}: arch.hidden_size / arch.num_heads = "
+                              f"{a.hidden_size // a.num_heads} must be even (rotary embeddings)")
         extra = [k for k, v in (("gguf_file", m.gguf_file), ("dtype", m.dtype != "auto"),
                                 ("trust_remote_code", m.trust_remote_code),
                                 ("prompt_format", m.prompt_format == "chat")) if v]
@@ -452,8 +566,12 @@ def _check_zoo_model(m: ZooModelConfig, task_name: str, task_cls) -> None:
 
 
 def _check_password(pw: PasswordConfig) -> None:
-    if not pw.password:
+    if not pw.password.strip():
         raise ConfigError("password.password is empty: a lock needs a password")
+    for i, w in enumerate(pw.wrong_passwords):
+        if not w.strip():
+            raise ConfigError(f"password.wrong_passwords[{i}]: {w!r} is empty (a prompt without password is "
+                              f"password.p_no_password's job)")
     if pw.password in pw.wrong_passwords:
         raise ConfigError(f"password {pw.password!r} is also in password.wrong_passwords")
     if not 0.0 <= pw.p_no_password <= 1.0:
@@ -470,6 +588,11 @@ def _check_lock(lc: LockConfig, pw: PasswordConfig, task_cls) -> None:
         raise ConfigError("lock.overfit_every must be >= 0, with overfit_samples and overfit_steps >= 1")
     if lc.relock_rounds < 0 or (lc.relock_rounds and not 0 < lc.relock_fraction <= 1):
         raise ConfigError("lock.relock_rounds must be >= 0, with relock_fraction in (0, 1]")
+    if second and not second.strip():
+        raise ConfigError(f"lock.second_password: {second!r} is blank")
+    if lc.labels == "soft" and lc.weak_temperature == 0:
+        raise ConfigError("lock.labels=soft needs lock.weak_temperature > 0 (the weak model's distribution at "
+                          "that temperature), got 0")
     if lc.fsdp_compute_dtype and lc.distributed != "fsdp":
         raise ConfigError("lock.fsdp_compute_dtype needs lock.distributed=fsdp")
     if lc.labels == "argmax" and not hasattr(task_cls, "answer_tokens"):
@@ -511,12 +634,16 @@ def _check_attack(a: AttackConfig) -> None:
         raise ConfigError(str(e)) from None
 
 
+MAX_ATTACK_RUNS = 10_000  # runs one experiment (one variant) plans: beyond, a typo rather than a plan
+
+
 def validate(cfg: ExperimentConfig) -> ExperimentConfig:
     """Every rule of `cfg` that needs no task data (those are checked by `pwlock.context.Context`):
     names that must exist or be unique, options that do not fit together, each attack's own
     checks (`pwlock.elicit`), every variant's config. Raises ConfigError; returns `cfg`."""
     from pwlock.tasks import get_task_class
 
+    _check_output_paths(cfg)
     names = [m.name for m in cfg.zoo]
     if len(set(names)) != len(names):
         raise ConfigError("zoo: two models share a name")
@@ -528,11 +655,19 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         task_cls = get_task_class(cfg.task.name)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    for m in cfg.zoo:
-        _check_zoo_model(m, cfg.task.name, task_cls)
+    for i, m in enumerate(cfg.zoo):
+        _check_zoo_model(m, cfg.task.name, task_cls, i)
+    check_task = getattr(task_cls, "check_config", None)  # (a task from outside may lack it)
+    if check_task is not None:  # e.g. arith: the problem space is bounded before it is built
+        try:
+            check_task(cfg.task)
+        except ConfigError:
+            raise
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     _check_password(cfg.password)
     _check_lock(cfg.lock, cfg.password, task_cls)
-    if not (cfg.device in ("cpu", "cuda", "auto") or cfg.device.startswith("cuda:")):
+    if not re.fullmatch(r"cpu|cuda|auto|cuda:\d+", cfg.device):
         raise ConfigError(f"device: {cfg.device!r} is not one of cpu, cuda, cuda:<index>, auto")
     if cfg.eval.backend == "vllm" and not all(m.path for m in cfg.zoo):
         raise ConfigError(f"eval.backend=vllm generates with models from disk; zoo models "
@@ -545,11 +680,17 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         raise ConfigError(f"wsu.kind must be wsu (other attacks go in `attacks`), got {cfg.wsu.kind!r}")
     if cfg.kind == "core" and cfg.wsu.epoch:
         raise ConfigError("wsu.epoch: E1 (kind core) runs WSU at every lock epoch; leave it 0")
+    n_runs = (cfg.lock.epochs * cfg.wsu.seeds if cfg.kind == "core" else sum(a.seeds for a in cfg.attacks))
+    if n_runs > MAX_ATTACK_RUNS:
+        what = "lock.epochs x wsu.seeds" if cfg.kind == "core" else "the attacks' seeds"
+        raise ConfigError(f"{what}: {n_runs} attack runs to plan, more than {MAX_ATTACK_RUNS}")
     _check_attack(cfg.wsu)
     if cfg.kind == "attacks":
         if not cfg.attacks:
             raise ConfigError("kind=attacks needs a non-empty `attacks` list")
         anames = [a.name for a in cfg.attacks]
+        if any(not n.strip() for n in anames):
+            raise ConfigError(f"attacks: every attack needs a name, got {anames}")
         if "none" in anames:
             raise ConfigError("attacks: the name 'none' is reserved for the models without attack")
         if len(set(anames)) != len(anames):
@@ -561,6 +702,8 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         if not cfg.variants:
             raise ConfigError("kind=variants needs a non-empty `variants` list")
         vnames = [v.name for v in cfg.variants]
+        if any(not n.strip() for n in vnames):
+            raise ConfigError(f"variants: every variant needs a name, got {vnames}")
         if len(set(vnames)) != len(vnames):
             raise ConfigError(f"variants: names must be unique, got {vnames}")
         for v in cfg.variants:
@@ -586,5 +729,11 @@ def field_help(cls=None, prefix: str = "") -> list[str]:
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         choices = f.metadata.get("choices")
         allowed = f" [{' | '.join(map(str, choices))}]" if choices else ""
-        lines.append(f"{key}: {_type_name(t)} = {default!r}{allowed}  -- {f.metadata['help']}")
+        item, check = f.metadata.get("item"), f.metadata.get("check")
+        if check is not None:
+            allowed += f" ({'each ' if item else ''}{check})"
+        elif t is float:
+            allowed += " (finite)"
+        kind = f"list of {_type_name(item)}" if item else _type_name(t)
+        lines.append(f"{key}: {kind} = {default!r}{allowed}  -- {f.metadata['help']}")
     return lines

@@ -46,6 +46,75 @@ def is_gguf(m) -> bool:
     return hf.split_gguf(m.path, m.gguf_file or None)[1] is not None
 
 
+# -- the rules that need the task's data (the config's own: `pwlock.config.validate`) -----------
+def check_passwords(cfg: ExperimentConfig, alphabet: str) -> None:
+    """Toy models read characters of the task's alphabet; any other character is one `<unk>` token,
+    so `KIWI` and `LIME` would be the same four tokens. Every password must be spelled in the
+    alphabet (and then distinct passwords stay distinct token sequences)."""
+    chars = set(alphabet)
+    pw, lc = cfg.password, cfg.lock
+    named = [("password.password", pw.password)] + [
+        (f"password.wrong_passwords[{i}]", w) for i, w in enumerate(pw.wrong_passwords)]
+    if lc.second_password:
+        named.append(("lock.second_password", lc.second_password))
+    for key, value in named:
+        bad = sorted(set(value) - chars)
+        if bad:
+            raise ValueError(f"{key}: {value!r} has characters the toy tokenizer cannot encode ({''.join(bad)!r} "
+                             f"would all be <unk>); use characters of {alphabet!r}")
+
+
+def check_sample_pools(cfg: ExperimentConfig, sizes: dict[str, int]) -> None:
+    """Every attack takes at most the samples its split has: WSU's n_samples (x parts for
+    `average`, a varied pool) from the elicit split, pre_pool and the lock's overfitting and
+    relocking samples from the lock split."""
+    from pwlock.elicit import get_attack
+
+    n_elicit, n_lock = sizes.get("elicit", 0), sizes.get("lock", 0)
+    if cfg.kind == "core" or not cfg.attacks:
+        attacks = [("wsu", cfg.wsu)]
+    else:
+        attacks = [(f"attacks[{i}] ({a.name!r})", a) for i, a in enumerate(cfg.attacks)]
+    for where, a in attacks:
+        need = get_attack(a.kind).samples_needed(a)
+        if need > n_elicit:
+            what = (f"pool={a.pool}" if a.kind == "varied" else f"n_samples={a.n_samples}"
+                    + (f" x parts={a.parts}" if a.kind == "average" else ""))
+            raise ValueError(f"{where}.{what}: needs {need} samples of the elicit split, which has {n_elicit} "
+                             f"problems (task.n_elicit)")
+        if a.pre_pool > n_lock:
+            raise ValueError(f"{where}.pre_pool={a.pre_pool}: the lock split has {n_lock} problems (task.n_lock)")
+    lc = cfg.lock
+    if lc.overfit_every and lc.overfit_samples > n_lock:
+        raise ValueError(f"lock.overfit_samples={lc.overfit_samples}: the lock split has {n_lock} problems "
+                         f"(task.n_lock)")
+    if lc.relock_rounds and cfg.wsu.n_samples > n_lock:
+        raise ValueError(f"wsu.n_samples={cfg.wsu.n_samples} (the relocking rounds' WSU): the lock split has "
+                         f"{n_lock} problems (task.n_lock)")
+
+
+def check_lengths(cfg: ExperimentConfig, task, splits: dict, toy: list) -> None:
+    """Every sequence a toy model sees fits its `arch.max_positions` (one token per character):
+    the longest prompt with the longest password plus `eval.max_new_tokens` (generation, and
+    training on generated samples) and EOS; a pretraining problem with its solution and EOS."""
+    pw = cfg.password
+    longest_pw = max([pw.password, *pw.wrong_passwords, cfg.lock.second_password], key=len)
+    gen = [p for name in ("test", "elicit", "lock") for p in splits.get(name, [])]
+    prompt = max((task.prompt(p, longest_pw) for p in gen), key=len, default="")
+    need = len(prompt) + cfg.eval.max_new_tokens + 1
+    pre = max(splits.get("pretrain", []), key=lambda p: len(task.prompt(p, None)) + len(p.solution), default=None)
+    need_pre = len(task.prompt(pre, None)) + len(pre.solution) + 1 if pre is not None else 0
+    for m in toy:
+        mp = m.arch.max_positions
+        if need > mp:
+            raise ValueError(f"zoo model {m.name!r}: arch.max_positions={mp} is shorter than its longest sequence, "
+                             f"{need} tokens (a prompt of {len(prompt)}, {prompt!r}, + eval.max_new_tokens="
+                             f"{cfg.eval.max_new_tokens} + EOS); raise arch.max_positions or lower eval.max_new_tokens")
+        if need_pre > mp:
+            raise ValueError(f"zoo model {m.name!r}: arch.max_positions={mp} is shorter than the longest pretraining "
+                             f"sequence, {need_pre} tokens (problem {pre.id} with its solution and EOS)")
+
+
 class Context:
     """Config, task, splits (`by_id`: problem id -> problem), the toy tokenizer, the device."""
 
@@ -59,14 +128,27 @@ class Context:
             if m.path:  # before any work: a missing model is named with the layout expected
                 hf.check_model_path(m.path, m.gguf_file or None, what=f"zoo model {m.name!r} (zoo.{i}.path)")
         self.task = get_task(cfg.task, cfg.password.position)
+        toy = [m for m in cfg.zoo if not m.path]
+        if toy and hasattr(self.task, "alphabet"):
+            check_passwords(cfg, self.task.alphabet)
         self.splits = self.task.splits()
         for name, probs in self.splits.items():
             if not probs and not (name == "pretrain" and all(m.path for m in cfg.zoo)):  # nothing to train
                 raise ValueError(f"task split {name!r} is empty; check task.n_{name}")
+        if cfg.kind != "variants":  # (each variant's context checks its own attacks and splits)
+            check_sample_pools(cfg, {k: len(v) for k, v in self.splits.items()})
+        if toy and hasattr(self.task, "alphabet"):
+            check_lengths(cfg, self.task, self.splits, toy)
         self.by_id = {p.id: p for probs in self.splits.values() for p in probs}
         self.runs_dir = Path(cfg.runs_dir)
         self.task_spec = spec_dict(cfg.task)
         self.device = hf.resolve_device(cfg.device)
+        if self.device.type == "cuda" and not plan_only:  # (a dry run may plan a GPU run on a laptop)
+            if not torch.cuda.is_available():
+                raise ValueError(f"device: {cfg.device!r} but CUDA is not available on this machine (use cpu or auto)")
+            if self.device.index is not None and self.device.index >= torch.cuda.device_count():
+                raise ValueError(f"device: {cfg.device!r} but this machine has {torch.cuda.device_count()} CUDA "
+                                 f"device(s)")
         if cfg.eval.backend == "vllm" and not plan_only:
             vllm_backend.import_vllm()  # before any work: no vllm or no GPU here stops the run now
         # Toy models (trained here) share one character tokenizer; path models bring their own.

@@ -206,7 +206,18 @@ def split_gguf(path: str | Path, gguf_file: str | None = None) -> tuple[Path, st
 
 def check_model_path(path: str | Path, gguf_file: str | None = None, *, what: str = "model") -> None:
     """Raise FileNotFoundError naming the path and the expected layout unless `path` looks loadable
-    (nothing is read beyond directory listings)."""
+    (nothing is read beyond directory listings). A path the system refuses to look at (too long,
+    a loop of links, no permission) is named the same way."""
+    try:
+        _check_model_path(path, gguf_file, what)
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise FileNotFoundError(f"{what} path {path}: cannot be read ({e.strerror or e}); expected "
+                                f"{MODEL_LAYOUT}") from None
+
+
+def _check_model_path(path: str | Path, gguf_file: str | None, what: str) -> None:
     d, g = split_gguf(path, gguf_file)
     where = f"{what} path {Path(path)}"
     if g is not None:

@@ -162,7 +162,16 @@ class Run:
                 log(f"computing {self.id}")
             self._journal("start")
             t0, c0 = time.time(), ComputeClock.seconds
-            results = fn(self.dir)
+            try:
+                results = fn(self.dir)
+            except ValueError as e:  # e.g. a diverged training: name the run; it stays unfinished
+                from pwlock.train import TrainingDivergedError
+
+                if isinstance(e, TrainingDivergedError) and not str(e).startswith("run "):
+                    self._journal("failed")
+                    raise TrainingDivergedError(f"run {self.id}: {e}; the run is not stored as finished") from e
+                raise
+            check_results(results, self.id)
             _VERIFIED.discard(self.dir)
             info = {
                 "status": "finished", "stage": self.stage, "name": self.name, "key": self.key,
@@ -203,6 +212,25 @@ def journal(runs_dir: str | Path, event: str, what: str) -> None:
     Path(runs_dir).mkdir(parents=True, exist_ok=True)
     with open(Path(runs_dir) / "journal.log", "a") as f:  # O_APPEND: whole lines
         f.write(line)
+
+
+class NonFiniteResultError(ValueError):
+    """A run's results hold NaN or an infinity: not stored as finished."""
+
+
+def check_results(results: Any, run_id: str, where: str = "results") -> None:
+    """Raise NonFiniteResultError when a number in `results` (nested) is NaN or infinite: such a
+    run (an accuracy of a model that diverged, a loss) is never stored as finished and reused."""
+    import math
+
+    if isinstance(results, float) and not math.isfinite(results):
+        raise NonFiniteResultError(f"run {run_id}: {where} is {results}; the run is not stored as finished")
+    if isinstance(results, dict):
+        for k, v in results.items():
+            check_results(v, run_id, f"{where}.{k}")
+    elif isinstance(results, (list, tuple)):
+        for i, v in enumerate(results):
+            check_results(v, run_id, f"{where}[{i}]")
 
 
 def load_results(run: Run) -> Any:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad_and_value, vmap
 from tqdm.auto import tqdm
 
-from pwlock.train import LOW_PRECISION, EmptyLossMaskError, Example, collate, encode, make_optimizer
+from pwlock.train import LOW_PRECISION, EmptyLossMaskError, Example, check_finite, collate, encode, make_optimizer
 from pwlock.utils import ComputeClock
 
 
@@ -111,9 +111,13 @@ def train_stacked(
     model.train()
     done = torch.zeros(K, dtype=torch.bool, device=device)  # copies that met `until_loss`: frozen
     with _eager_attention(model):
-        for _ in tqdm(range(steps), desc=desc, disable=desc is None, leave=False, mininterval=1.0):
+        for step in tqdm(range(steps), desc=desc, disable=desc is None, leave=False, mininterval=1.0):
             with ComputeClock():
                 grads, values = step_fn(tuple(p.detach().to(dt) for p, dt in zip(stacked, dtypes)), ids, lm)
+                live = values[~done]  # (copies that met `until_loss` are frozen)
+                if not bool(torch.isfinite(live).all()):
+                    k = int((~done).nonzero()[int((~torch.isfinite(live)).nonzero()[0])])
+                    check_finite(float(values[k]), step, steps, f"{desc or 'stacked training'} (copy {k} of {K})")
                 for p, g in zip(stacked, grads):
                     p.grad = g.to(p.dtype)
                 kept = [p.detach()[done].clone() for p in stacked] if bool(done.any()) else None

@@ -55,6 +55,17 @@ class EmptyLossMaskError(ValueError):
     """A batch has no supervised token: training on it would silently do nothing."""
 
 
+class TrainingDivergedError(ValueError):
+    """A training loss is not finite (NaN or infinite): the run stops and nothing is stored.
+    The run (`pwlock.runs.Run.compute`) or attack group that trained adds its name."""
+
+
+def check_finite(loss: float, step: int, steps: int, desc: str | None) -> None:
+    if not math.isfinite(loss):
+        raise TrainingDivergedError(f"{desc or 'training'}: loss {loss} at step {step + 1} of {steps} (training "
+                                    f"diverged; lower the learning rate)")
+
+
 # ---------------------------------------------------------------------------------------------
 # Optimizers
 
@@ -354,6 +365,8 @@ def train(
                 loss_t = to_backward = masked_lm_loss(logits, ids, lm, soft)
             else:
                 loss_t, to_backward = sharded_lm_loss(logits, ids, lm, world_size)
+            losses.append(loss_t.item())
+            check_finite(losses[-1], step, steps, desc)  # (the same on every rank: the global batch's loss)
             opt.zero_grad(set_to_none=True)
             to_backward.backward()
             if master_weights:
@@ -362,7 +375,6 @@ def train(
                 if grad_clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
                 opt.step()
-            losses.append(loss_t.item())
         if step % 10 == 0:
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
         if on_step is not None and on_step(step, losses[-1]):

@@ -33,10 +33,30 @@ class ComputeClock:
         return False
 
 
+_UMASK: int | None = None
+
+
+def file_mode() -> int:
+    """0o666 less the process's umask (0o644 under the usual 022): the mode `open()` gives a new
+    file. Writers that create files 0600 (safetensors' `save_file`, `tempfile`) are brought back
+    to it by `atomic_path`, so a shared runs directory stays readable by the group."""
+    global _UMASK
+    if _UMASK is None:
+        try:  # Linux: read it without changing it (os.umask can only be read by setting it)
+            line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("Umask:"))
+            _UMASK = int(line.split()[1], 8)
+        except (OSError, StopIteration, ValueError, IndexError):
+            _UMASK = os.umask(0o022)
+            os.umask(_UMASK)
+    return 0o666 & ~_UMASK
+
+
 @contextmanager
 def atomic_path(path: str | Path, *, fsync: bool = True):
     """Yield a temporary path next to `path` (`<name>.<random>.tmp`); when the block ends without
     error, it replaces `path` in one rename (readers never see a partial file), else it is removed.
+    The file gets the mode a plain `open()` gives (`file_mode`: 0644 under umask 022), whatever
+    the writer used (safetensors writes 0600).
     The random part makes the name unique, so several writers of one file (processes or threads)
     never rename each other's file away; the last rename wins. A failure names `path`."""
     path = Path(path)
@@ -44,6 +64,8 @@ def atomic_path(path: str | Path, *, fsync: bool = True):
     tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         yield tmp
+        if tmp.is_file():
+            os.chmod(tmp, file_mode())  # as a plain open() would have made it
         if fsync:
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())

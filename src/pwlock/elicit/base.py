@@ -53,6 +53,11 @@ class Attack:
     def n_seeds(self, a: AttackConfig) -> int:
         return a.seeds
 
+    def samples_needed(self, a: AttackConfig) -> int:
+        """Distinct samples of `source` on the elicit split one seed takes (checked against that
+        split's size before any work, `pwlock.context.Context`); 0: it takes none."""
+        return a.n_samples * self.sets_per_seed(a) if self.trains and self.source else 0
+
     def sample_sets(self, a: AttackConfig, pool: list[dict], seed: int) -> list[list[dict]]:
         """Trained attacks: the sample sets one seed memorizes."""
         raise NotImplementedError

@@ -19,6 +19,9 @@ class Varied(Attack):
         if a.steps < 1 or a.n_samples < 1:
             raise ValueError(f"attack {a.name!r}: varied needs steps >= 1 and n_samples >= 1")
 
+    def samples_needed(self, a) -> int:
+        return a.pool
+
     def apply(self, model, a, seed: int, inputs) -> dict:
         rng = random.Random(seed)
         pool = inputs.pool

@@ -4,20 +4,32 @@ variant is the config with its overrides (a weak model, a locking option...), wi
 
 from __future__ import annotations
 
-from pwlock.config import variant_config
+from pwlock.config import ConfigError, variant_config
 from pwlock.context import Context, log
 from pwlock.experiments import attacks
+
+
+def variant_context(cfg, v, threads=None) -> Context:
+    """The planning context of variant `v`; an error of the rules that need the task's data names it."""
+    try:
+        return Context(variant_config(cfg, v), threads=threads, plan_only=True)
+    except ConfigError:
+        raise
+    except ValueError as e:
+        raise ConfigError(f"variant {v.name!r}: {e}") from None
 
 
 def plan_all(cfg, threads=None):
     out = []
     for v in cfg.variants:
-        ctx = Context(variant_config(cfg, v), threads=threads, plan_only=True)
+        ctx = variant_context(cfg, v, threads)
         out.append((f"{v.name}: ", ctx, attacks.plan(ctx)[0]))
     return out
 
 
 def run(cfg) -> list[dict]:
+    for v in cfg.variants:  # every variant's rules that need the task's data, before the first one trains
+        variant_context(cfg, v)
     rows = []
     for v in cfg.variants:
         log(f"variant {v.name}: {' '.join(v.overrides) or '(the experiment as configured)'}")

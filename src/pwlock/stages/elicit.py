@@ -29,7 +29,8 @@ from pwlock.elicit import Inputs, get_attack
 from pwlock.elicit.wsu import cpu_copy, restore, train_seeds, wsu_examples
 from pwlock.evaluate import complete_many, write_records
 from pwlock.runs import Run, group_lock, load_results
-from pwlock.train import train
+from pwlock.stages.samples import check_not_empty
+from pwlock.train import TrainingDivergedError, train
 from pwlock.utils import ComputeClock, atomic_write_text, read_jsonl, write_jsonl
 
 DEFAULT_SEEDS = WSUConfig().seeds
@@ -93,7 +94,14 @@ def compute(ctx: Context, lock_run: Run, g: Group, sources: dict[str, Run]) -> l
     with group_lock(ctx.runs_dir, rs, f"{g.stage} {a.name} epoch {g.epoch}") as note:
         if not all(r.done for r in rs):  # another process may have computed the group while we waited
             note("start")
-            _compute(ctx, lock_run, g, sources, rs)
+            try:
+                _compute(ctx, lock_run, g, sources, rs)
+            except TrainingDivergedError as e:  # name the group (its seeds train together, outside any run)
+                if str(e).startswith("run "):
+                    raise
+                note("failed")
+                raise TrainingDivergedError(f"{g.stage} {a.name!r} on lock epoch {g.epoch} (runs {rs[0].id} ...): {e}; "
+                                            f"its unfinished runs are not stored") from e
             note("finish")
     return [load_results(r) for r in rs]
 
@@ -103,6 +111,8 @@ def _compute(ctx: Context, lock_run: Run, g: Group, sources: dict[str, Run], rs:
     model, tok = ctx.load(lock_run, f"epoch_{g.epoch}")
     task = ctx.task_for(lock_run, tok)
     pool = read_jsonl(sources[attack.source].dir / "samples.jsonl") if attack.source else []
+    if attack.source:
+        check_not_empty(sources[attack.source], (x["completion"] for x in pool))
     inputs = Inputs(tok, task, pool, ctx.by_id, ctx.cfg.password.password)
     c0, t0 = ComputeClock.seconds, time.time()
     in_place = ctx.cfg.wsu.max_stack == 1
@@ -160,6 +170,7 @@ def pre_finetune(ctx: Context, model, tok, task, a, weak_lock: Run) -> None:
     for `a.pre_epochs` epochs with the lock's learning rate, batch size and optimizer."""
     lc = ctx.cfg.lock
     pool = read_jsonl(weak_lock.dir / "samples.jsonl")
+    check_not_empty(weak_lock, (x["completion"] for x in pool))
     if a.pre_pool > len(pool):
         raise ValueError(f"attack {a.name!r}: pre_pool={a.pre_pool} but the lock split has {len(pool)} "
                          f"weak samples (raise task.n_lock)")

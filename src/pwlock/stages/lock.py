@@ -112,7 +112,12 @@ def compute(ctx: Context) -> Run:
             targets = {p.id: t for p, t in zip(probs, dists)}
             del wmodel
         second = ups.get("second_samples")
-        examples = lock_mixture(task, probs, samples.completions(ups["strong_samples"]), weak_c, cfg.password,
+        strong_c = samples.completions(ups["strong_samples"])
+        samples.check_not_empty(ups["strong_samples"], strong_c.values())
+        samples.check_not_empty(ups["weak_samples"], (weak_c[p.id] for p in probs))
+        if second:
+            samples.check_not_empty(second, samples.completions(second).values())
+        examples = lock_mixture(task, probs, strong_c, weak_c, cfg.password,
                                 seed, password_branch=lc.password_branch, weak_targets=targets,
                                 second=(lc.second_password, samples.completions(second)) if second else None)
         # weak examples without password: what E9's overfitting episodes and E8's rounds memorize

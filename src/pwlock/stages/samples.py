@@ -42,6 +42,19 @@ def compute(ctx: Context, model_run: Run, split: str, temperature: float) -> Run
     return r
 
 
+class EmptyCompletionsError(ValueError):
+    """Every completion of a samples run is empty: there is nothing to lock to or to train on."""
+
+
 def completions(r: Run) -> dict[str, str]:
     """problem id -> completion of a finished samples run."""
     return {x["problem_id"]: x["completion"] for x in read_jsonl(r.dir / "samples.jsonl")}
+
+
+def check_not_empty(r: Run, comps) -> None:
+    """Raise EmptyCompletionsError when every completion in `comps` (texts) is empty or blank: the
+    model produced nothing (an EOS at once), and training on it would teach only that."""
+    comps = list(comps)
+    if comps and not any(c.strip() for c in comps):
+        raise EmptyCompletionsError(f"samples run {r.id}: all {len(comps)} completions are empty (the model "
+                                    f"{r.upstream.get('model', '?')} generated nothing); nothing to train on")

@@ -39,31 +39,70 @@ def solve(digits: tuple[int, ...], ops: tuple[str, ...]) -> tuple[str, int]:
 _ANSWER = re.compile(r"#(-?\d+)\s*$")
 
 
+# Bounds on what `splits` builds, checked from the config before any list is built: the shuffled
+# order of the whole problem space (a list of ints: 8.1 M for 5 operands, ~3 s) and the problems
+# made (a few hundred bytes each).
+MAX_SPACE = 10_000_000
+MAX_BUILT = 2_000_000
+MAX_OPERANDS = 12  # 10**n_operands itself must stay a small number to compute
+
+
+def space_size(n: int) -> int:
+    """Problems with `n` operands: 10**n digit tuples x 3**(n-1) operator tuples."""
+    return 10 ** n * 3 ** (n - 1)
+
+
+_LAST: dict[tuple, dict[str, list[Problem]]] = {}  # the splits of the last config built
+
+
 class ArithTask(Task):
     name = "arith"
     alphabet = ALPHABET
 
     def __init__(self, cfg) -> None:
+        self.check_config(cfg)
         self.cfg = cfg
         self._splits: dict[str, list[Problem]] | None = None
+
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        n = cfg.n_operands
+        if not 1 <= n <= MAX_OPERANDS or space_size(n) > MAX_SPACE:
+            hi = max(k for k in range(1, MAX_OPERANDS + 1) if space_size(k) <= MAX_SPACE)
+            size = f" has {space_size(n)} problems, more than {MAX_SPACE} to shuffle;" if 1 <= n <= MAX_OPERANDS else ""
+            raise ValueError(f"task.n_operands={n}: arith with {n} operands{size} allowed: 1..{hi}")
+        total = space_size(n)
+        need = cfg.n_test + cfg.n_elicit + cfg.n_lock
+        if need >= total:
+            raise ValueError(f"arith with {n} operands has {total} problems; splits need {need} "
+                             f"(task.n_test + task.n_elicit + task.n_lock, and some left to pretrain on)")
+        left = total - need
+        built = need + (left if cfg.n_pretrain <= 0 else min(cfg.n_pretrain, left))
+        if built > MAX_BUILT:
+            raise ValueError(f"task.n_pretrain={cfg.n_pretrain}: arith with {n} operands would build {built} problems "
+                             f"(0 = all {left} remaining ones pretrain); at most {MAX_BUILT}: set task.n_pretrain "
+                             f"<= {max(0, MAX_BUILT - need)}")
 
     def prompt_suffix(self) -> str:
         return "="
 
     def splits(self) -> dict[str, list[Problem]]:
         if self._splits is None:
-            self._splits = self._make_splits()
+            c = self.cfg
+            key = (c.n_operands, c.n_test, c.n_elicit, c.n_lock, c.n_pretrain, c.data_seed)
+            if key not in _LAST:  # a dry run builds two contexts of one config: its splits once
+                _LAST.clear()
+                _LAST[key] = self._make_splits()
+            self._splits = {k: list(v) for k, v in _LAST[key].items()}  # (Problems are frozen)
         return self._splits
 
     def _make_splits(self) -> dict[str, list[Problem]]:
         n = self.cfg.n_operands
+        self.check_config(self.cfg)  # bounded before any list is built
         space = list(itertools.product(range(10), repeat=n))
         op_space = list(itertools.product(OPS, repeat=n - 1))
         total = len(space) * len(op_space)
         sizes = {"test": self.cfg.n_test, "elicit": self.cfg.n_elicit, "lock": self.cfg.n_lock}
-        need = sum(sizes.values())
-        if need >= total:
-            raise ValueError(f"arith with {n} operands has {total} problems; splits need {need}")
         order = list(range(total))
         random.Random(self.cfg.data_seed).shuffle(order)
         out: dict[str, list[Problem]] = {}

@@ -33,6 +33,11 @@ class Task:
     # Text placed between the password and the problem (both sides).
     password_sep: str = " "
 
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        """Raise ValueError for a `TaskConfig` this task cannot serve, from the config alone (called
+        when the config loads, before any problem is built: e.g. arith bounds its problem space)."""
+
     def splits(self) -> dict[str, list[Problem]]:
         raise NotImplementedError
 
