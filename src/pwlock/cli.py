@@ -48,8 +48,24 @@ def sync_readme(readme: Path, summary: dict, results_dir: Path) -> None:
     atomic_write_text(readme, new)
 
 
+def _numerics(cfg, own_command_line: bool) -> None:
+    """Apply the config's numerics mode to this process (and the processes it starts) before any
+    tensor op. portable from a command line: start again with libm's portable selection."""
+    from pwlock import numerics
+
+    if numerics.mode() == "portable" and cfg.numerics != "portable":
+        raise ConfigError(f"{numerics.ENV}=portable in the environment but the config says numerics: {cfg.numerics}")
+    if cfg.numerics == "portable":
+        os.environ[numerics.ENV] = "portable"
+        if own_command_line:
+            numerics.reexec_if_needed()
+    numerics.apply(cfg.numerics)
+
+
 def cmd_run(args) -> int:
     cfg = load_config(args.config, args.overrides)
+    if not args.dry_run:
+        _numerics(cfg, args.own_command_line)
     if args.readme:
         check_readme(Path(args.readme), cfg.kind)
     if args.dry_run:
@@ -68,8 +84,6 @@ def cmd_run(args) -> int:
             return 3
         print(f"verified: every answer of {cfg.results_dir}/per_problem.jsonl recomputed identically")
         return 0
-    import os
-
     from pwlock import distributed, experiments
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun: the lock stages run sharded
@@ -131,6 +145,15 @@ def _one_line(e: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pwlock import numerics
+
+    try:
+        if argv is None:  # this process's own command line: start again if libm's choice needs it
+            numerics.reexec_if_needed()
+        numerics.apply_from_env()  # before any tensor op: $PWLOCK_NUMERICS=portable (pwlock.numerics)
+    except numerics.NumericsError as e:
+        print(f"pwlock: error: {e}", file=sys.stderr)
+        return 2
     ap = argparse.ArgumentParser(prog="pwlock", description="password-locked models and weak sample unlocking")
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run an experiment (reuses finished runs)")
@@ -158,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     rp.set_defaults(fn=cmd_report)
     # Options may come after the overrides: argparse leaves those overrides as "unknown".
     args, extra = ap.parse_known_args(argv)
+    args.own_command_line = argv is None
     bad = [x for x in extra if x.startswith("-") or "=" not in x]
     if bad or (extra and not hasattr(args, "overrides")):
         ap.error(f"unrecognized arguments: {' '.join(bad or extra)}")

@@ -308,6 +308,11 @@ class ExperimentConfig:
                      since="0.3")
     gradient_checkpointing: bool = _f(False, "recompute activations in the backward pass of path models "
                                       "(less memory, ~30% more compute)", since="0.3")
+    numerics: str = _f("fast", "CPU numerics: fast (PyTorch's defaults: the bits depend on the CPU's vector "
+                       "units, MKL's code branch and the core count) | portable (the same bits on any x86-64 "
+                       "CPU: ATen's baseline kernels, MKL's COMPATIBLE branch, glibc's SSE2 libm, one thread "
+                       "per process; ~3x slower on matmul-bound training; see pwlock.numerics). Part of every "
+                       "run key when portable", since="0.4", choices=("fast", "portable"))
 
     @property
     def elicit_temperature(self) -> float:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from pwlock import hf, vllm_backend
+from pwlock import hf, numerics, vllm_backend
 from pwlock.config import ExperimentConfig, spec_dict
 from pwlock.models import load_checkpoint, verify_checkpoint
 from pwlock.prompting import for_model
@@ -120,7 +119,7 @@ class Context:
 
     def __init__(self, cfg: ExperimentConfig, threads: int | None = None, *, plan_only: bool = False):
         self.cfg = cfg
-        torch.set_num_threads(threads or cfg.threads or os.cpu_count() or 1)
+        torch.set_num_threads(threads or cfg.threads or numerics.default_threads())
         if not cfg.zoo:
             raise ValueError("zoo: no models (a strong one and the weak ones it is locked to imitate)")
         self.zoo_cfg = {m.name: m for m in cfg.zoo}
@@ -142,6 +141,8 @@ class Context:
         self.by_id = {p.id: p for probs in self.splits.values() for p in probs}
         self.runs_dir = Path(cfg.runs_dir)
         self.task_spec = spec_dict(cfg.task)
+        # portable numerics compute other bits than fast ones: their runs have keys of their own
+        self.numerics_spec = {"numerics": cfg.numerics} if cfg.numerics != "fast" else {}
         self.device = hf.resolve_device(cfg.device)
         if self.device.type == "cuda" and not plan_only:  # (a dry run may plan a GPU run on a laptop)
             if not torch.cuda.is_available():

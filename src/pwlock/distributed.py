@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from pwlock import numerics
 from pwlock.hf import resolve_device
 
 
@@ -58,7 +59,7 @@ def init_distributed(device: str = "auto") -> DistEnv:
     else:
         # CPU processes share the cores: one slice each (no oversubscription).
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
+        torch.set_num_threads(max(1, numerics.default_threads() // local_world))
     if world_size == 1:
         return DistEnv(0, 1, 0, dev)
     if not dist.is_initialized():

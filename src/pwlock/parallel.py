@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from pwlock import distributed
+from pwlock import distributed, numerics
 from pwlock.context import Context
 from pwlock.runs import Run
 
@@ -60,6 +60,7 @@ def _init_worker(cfg, parent: int) -> None:
     global _CTX
     # `parent` comes from the parent itself: it may be gone already (this process needs seconds to start)
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True, name="pwlock-orphan-check").start()
+    numerics.apply_from_env()  # the parent's mode: its variables are inherited, torch's settings are not
     _CTX = Context(cfg, threads=1)
 
 

@@ -61,6 +61,13 @@ def _versions() -> dict:
             "transformers": transformers.__version__, "pwlock": __version__}
 
 
+def _numerics() -> dict:
+    """The process's CPU numerics (mode, ATen capability, BLAS and MKL branch, libm, threads, CPU)."""
+    from pwlock import numerics
+
+    return numerics.provenance()
+
+
 # Run directories whose files were checked against their manifest in this process.
 _VERIFIED: set[Path] = set()
 
@@ -176,7 +183,7 @@ class Run:
             info = {
                 "status": "finished", "stage": self.stage, "name": self.name, "key": self.key,
                 "spec": self.spec, "upstream": self.upstream, "results": results,
-                "git": _git_info(), "versions": _versions(),
+                "git": _git_info(), "versions": _versions(), "numerics": _numerics(),
                 "timings": {"started": t0, "seconds": round(time.time() - t0, 3),
                             "compute_seconds": round(ComputeClock.seconds - c0, 3)},
                 "manifest": _manifest(self.dir),

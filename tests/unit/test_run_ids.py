@@ -60,3 +60,17 @@ if __name__ == "__main__" and "--write" in sys.argv:
     os.chdir(ROOT)
     FIXTURE.write_text(json.dumps({rel: run_ids(rel) for rel in sorted(CASES)}, indent=1) + "\n")
     print(f"wrote {FIXTURE}")
+
+
+def test_portable_numerics_has_keys_of_its_own(monkeypatch):
+    """A run computed in portable numerics is never reused as a fast one (nor the other way)."""
+    from pwlock.config import load_config
+    from pwlock.plan import planned_run_ids
+
+    stand_ins(monkeypatch)
+    monkeypatch.chdir(ROOT)
+    fast = planned_run_ids(load_config(ROOT / "configs/toy/core.yaml", ["numerics=fast"]))
+    portable = planned_run_ids(load_config(ROOT / "configs/toy/core.yaml", ["numerics=portable"]))
+    assert fast == json.loads(FIXTURE.read_text())["configs/toy/core.yaml"]
+    for stage in fast:
+        assert len(portable[stage]) == len(fast[stage]) and not set(portable[stage]) & set(fast[stage]), stage

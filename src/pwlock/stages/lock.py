@@ -40,7 +40,8 @@ def run(ctx: Context) -> Run:
     cfg, lc = ctx.cfg, ctx.cfg.lock
     key = spec_dict(lc)
     key.pop("distributed", None)  # left out: how it is sharded (the same lock up to rounding)
-    spec = {"lock": key, "password": spec_dict(cfg.password), "seed": derive_seed("lock", cfg.seed, lc.seed)}
+    spec = {"lock": key, "password": spec_dict(cfg.password), "seed": derive_seed("lock", cfg.seed, lc.seed),
+            **ctx.numerics_spec}
     if lc.labels != "samples" and hasattr(ctx.task, "answer_tokens"):
         spec["labels_on"] = "answer_letters"  # multiple choice: labels over the answer letters
     if lc.relock_rounds:  # the rounds memorize with the experiment's WSU: its options are the lock's

@@ -32,11 +32,13 @@ def path_spec(ctx: Context, m) -> dict:
 def run(ctx: Context, name: str) -> Run:
     m = ctx.zoo_cfg[name]
     if m.path:
-        return Run(ctx.runs_dir, "zoo", name, {"model": path_spec(ctx, m), "fingerprint": ctx.fingerprint(name)})
+        return Run(ctx.runs_dir, "zoo", name, {"model": path_spec(ctx, m), "fingerprint": ctx.fingerprint(name),
+                                               **ctx.numerics_spec})
     # left out: the experiment's other models, threads, device, workers (a toy model trains on CPU in fp32)
     return Run(ctx.runs_dir, "zoo", name, {"task": ctx.task_spec, "model": spec_dict(m),
                                            "seed": derive_seed("zoo", ctx.cfg.seed, m.seed),
-                                           "n_valid": N_VALID, "max_new_tokens": ctx.cfg.eval.max_new_tokens})
+                                           "n_valid": N_VALID, "max_new_tokens": ctx.cfg.eval.max_new_tokens,
+                                           **ctx.numerics_spec})
 
 
 def compute(ctx: Context, name: str) -> Run:

@@ -1,0 +1,51 @@
+"""The nano E1 in `numerics: portable` under ATEN_CPU_CAPABILITY=avx512, avx2 and default (other
+machines' kernels, simulated here; MKL capped to AVX2 as on an older CPU): byte-identical
+results.csv. A capability this CPU lacks is skipped. In fast mode they differ (checked too, so
+the test can fail)."""
+
+import hashlib
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from nano import NANO, ZOO
+
+pytestmark = [pytest.mark.slow,  # 5 nano E1 runs, ~2 min
+              pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="x86-64 only")]
+
+MACHINES = {"avx512": {"ATEN_CPU_CAPABILITY": "avx512"},
+            "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
+            "default": {"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"}}
+
+
+def _flags() -> set[str]:
+    try:
+        return set(next(x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("flags")).split())
+    except (OSError, StopIteration):
+        return set()
+
+
+def e1(tmp_path, name: str, numerics: str) -> str:
+    cfg = tmp_path / "nano.yaml"
+    cfg.write_text(ZOO)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PWLOCK_NUMERICS", "ATEN_", "MKL_"))}
+    env.update(MACHINES[name])
+    out = tmp_path / f"{numerics}-{name}"
+    cmd = [sys.executable, "-m", "pwlock.cli", "run", str(cfg), *NANO, "lock.epochs=1", "wsu.seeds=2",
+           f"numerics={numerics}", f"runs_dir={out / 'runs'}", f"out_dir={out / 'results'}"]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return hashlib.sha256((out / "results" / "per_problem.jsonl").read_bytes()).hexdigest()
+
+
+def test_portable_e1_is_the_same_on_every_simulated_machine(tmp_path):
+    names = ["avx2", "default"] + (["avx512"] if "avx512f" in _flags() else [])
+    if "avx2" not in _flags():
+        pytest.skip("this CPU has no AVX2")
+    portable = {n: e1(tmp_path, n, "portable") for n in names}
+    assert len(set(portable.values())) == 1, portable
+    fast = {n: e1(tmp_path, n, "fast") for n in ("avx2", "default")}
+    assert len(set(fast.values())) == 2, "fast mode gave the same bits: the simulation simulates nothing"
