@@ -56,7 +56,7 @@ def single(tmp_path_factory):
     return d, _run(d, "single", [sys.executable])
 
 
-@pytest.mark.parametrize("strategy", ["fsdp", "ddp"])
+@pytest.mark.parametrize("strategy", ["fsdp", pytest.param("ddp", marks=pytest.mark.slow)])
 def test_sharded_lock_stage_matches_one_process(single, strategy):
     d, (lock1, rows1) = single
     lock2, rows2 = _run(d, strategy, TORCHRUN, f"lock.distributed={strategy}")

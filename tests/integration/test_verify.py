@@ -3,6 +3,7 @@ per-problem answers as the committed results; a changed answer is found and name
 
 import json
 
+import pytest
 from nano import NANO, ZOO
 
 from pwlock.cli import main
@@ -19,6 +20,7 @@ def test_compare_names_the_rows_that_differ():
     assert compare([row], [])[0].endswith("only in the committed results")
 
 
+@pytest.mark.slow  # two nano E1 runs, ~1.5 min
 def test_verify_recomputes_and_compares(tmp_path, capsys):
     cfg = tmp_path / "nano.yaml"
     cfg.write_text(ZOO)
