@@ -121,3 +121,20 @@ def test_an_attack_option_that_does_not_apply_is_an_error():
         load_config("configs/toy/core.yaml", ["kind=attacks", "attacks=[{name: w, kind: wsu, scale: 0.5}]"])
     with pytest.raises(ConfigError, match="unknown attack kind 'nosie'"):
         load_config("configs/toy/core.yaml", ["kind=attacks", "attacks=[{name: n, kind: nosie}]"])
+
+
+def test_a_new_attack_is_its_file_plus_its_kind_in_kinds(monkeypatch):
+    """The registry takes the Attack subclass of kind K from pwlock/elicit/K.py: a new attack is
+    that file and K in `KINDS` (here the file is a module put in place of pwlock/elicit/flip.py)."""
+    import sys
+    import types
+
+    from pwlock import elicit
+
+    mod = types.ModuleType("pwlock.elicit.flip")
+    exec("from pwlock.elicit.base import Attack\n\nclass Flip(Attack):\n    kind = 'flip'\n", mod.__dict__)
+    monkeypatch.setitem(sys.modules, "pwlock.elicit.flip", mod)
+    assert elicit._attack_class("flip") is mod.Flip
+    monkeypatch.setitem(elicit.ATTACKS, "flip", elicit._attack_class("flip"))
+    assert isinstance(elicit.get_attack("flip"), mod.Flip)
+    load_config("configs/toy/core.yaml", ["kind=attacks", "attacks=[{name: f, kind: flip}]"])  # validated by it

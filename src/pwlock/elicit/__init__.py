@@ -3,21 +3,30 @@
 and the only WSU code. An attack from outside the package is named in a config as
 `kind: module:Class` (a subclass of `pwlock.elicit.Attack`; README, "Your own attack").
 
-Adding an attack to the package: one file here and one line in `ATTACKS`.
+Adding an attack to the package: a file `pwlock/elicit/<kind>.py` defining an `Attack` subclass
+with `kind = "<kind>"`, and its kind in `KINDS`.
 """
 
 from __future__ import annotations
 
-from pwlock.elicit.average import Average
-from pwlock.elicit.base import Attack, Inputs
-from pwlock.elicit.decay import Decay
-from pwlock.elicit.demos import Demos
-from pwlock.elicit.noise import Noise
-from pwlock.elicit.scale import Scale
-from pwlock.elicit.varied import Varied
-from pwlock.elicit.wsu import WSU
+import importlib
 
-ATTACKS: dict[str, type[Attack]] = {c.kind: c for c in (WSU, Demos, Varied, Noise, Scale, Decay, Average)}
+from pwlock.elicit.base import Attack, Inputs
+
+KINDS = ("wsu", "demos", "varied", "noise", "scale", "decay", "average")
+
+
+def _attack_class(kind: str) -> type[Attack]:
+    """The `Attack` subclass of kind `kind` defined in `pwlock/elicit/<kind>.py`."""
+    module = importlib.import_module(f"pwlock.elicit.{kind}")
+    found = [c for c in vars(module).values()
+             if isinstance(c, type) and issubclass(c, Attack) and c.kind == kind and c.__module__ == module.__name__]
+    if len(found) != 1:
+        raise ImportError(f"pwlock/elicit/{kind}.py must define one Attack subclass with kind = {kind!r}")
+    return found[0]
+
+
+ATTACKS: dict[str, type[Attack]] = {kind: _attack_class(kind) for kind in KINDS}
 
 
 def get_attack(kind: str) -> Attack:
@@ -34,4 +43,4 @@ def get_attack(kind: str) -> Attack:
     return ATTACKS[kind]()
 
 
-__all__ = ["ATTACKS", "Attack", "Inputs", "get_attack"]
+__all__ = ["ATTACKS", "KINDS", "Attack", "Inputs", "get_attack"]
