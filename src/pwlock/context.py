@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from pwlock import hf, numerics, vllm_backend
+from pwlock import distributed, hf, numerics, vllm_backend
 from pwlock.config import ExperimentConfig, spec_dict
 from pwlock.models import load_checkpoint, verify_checkpoint
 from pwlock.prompting import for_model
@@ -119,7 +119,10 @@ class Context:
 
     def __init__(self, cfg: ExperimentConfig, threads: int | None = None, *, plan_only: bool = False):
         self.cfg = cfg
-        torch.set_num_threads(threads or cfg.threads or numerics.default_threads())
+        # under torchrun each rank keeps its slice of the cores (`pwlock.distributed.init_distributed`)
+        sharded = distributed.current_env() is not None
+        own = torch.get_num_threads() if sharded else numerics.default_threads()
+        torch.set_num_threads(threads or cfg.threads or own)
         if not cfg.zoo:
             raise ValueError("zoo: no models (a strong one and the weak ones it is locked to imitate)")
         self.zoo_cfg = {m.name: m for m in cfg.zoo}

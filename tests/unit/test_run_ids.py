@@ -74,3 +74,19 @@ def test_portable_numerics_has_keys_of_its_own(monkeypatch):
     assert fast == json.loads(FIXTURE.read_text())["configs/toy/core.yaml"]
     for stage in fast:
         assert len(portable[stage]) == len(fast[stage]) and not set(portable[stage]) & set(fast[stage]), stage
+
+
+def test_relock_rounds_key_the_wsu_they_train_with(monkeypatch):
+    """E8's relock rounds memorize with the `wsu` section: its options are part of the lock's key
+    (before the refactor they were not, so two configs differing only there shared one lock)."""
+    from pwlock.config import load_config
+    from pwlock.plan import planned_run_ids
+
+    stand_ins(monkeypatch)
+    monkeypatch.chdir(ROOT)
+    base = planned_run_ids(load_config(ROOT / "configs/toy/e08_relock.yaml"))["lock"]
+    other = planned_run_ids(load_config(ROOT / "configs/toy/e08_relock.yaml", ["wsu.steps=50"]))["lock"]
+    relocked = [i for i in base if i not in other]
+    assert relocked and len(relocked) == len(base) - len(set(base) & set(other))
+    plain = planned_run_ids(load_config(ROOT / "configs/toy/core.yaml", ["wsu.steps=50"]))["lock"]
+    assert plain == json.loads(FIXTURE.read_text())["configs/toy/core.yaml"]["lock"]  # no relock: unchanged

@@ -89,6 +89,7 @@ def run_graph(cfg, plan, names) -> list[dict]:
 
 def execute(ctx: Context, phases: list[Phase]) -> bool:
     """Run the graph; False on a rank > 0 of a torchrun group (it only joined the lock)."""
+    lock.check_sharding(ctx)  # before any work
     env = distributed.current_env()
     if env is not None and not env.is_main:
         parallel.follow(ctx, phases)

@@ -54,6 +54,17 @@ def run(ctx: Context) -> Run:
                {k: r.id for k, r in upstream_runs(ctx).items()})
 
 
+def check_sharding(ctx: Context) -> None:
+    """Lock options that need (or do not support) several processes: checked before any work."""
+    lc, env = ctx.cfg.lock, distributed.current_env()
+    if env is not None and lc.labels == "soft":
+        raise ValueError("lock.labels=soft is not supported in a lock sharded across processes yet; "
+                         "run this lock in one process")
+    if lc.fsdp_compute_dtype and env is None:
+        raise ValueError("lock.fsdp_compute_dtype applies to a lock sharded under torchrun "
+                         "(torchrun --nproc-per-node N -m pwlock.cli run CONFIG)")
+
+
 def compute(ctx: Context) -> Run:
     """Compute the lock (and its upstream runs, if missing). Under torchrun, every process calls
     this together (`pwlock.parallel`): rank 0 computes the upstream runs and writes the lock run;
@@ -61,12 +72,7 @@ def compute(ctx: Context) -> Run:
     cfg, lc = ctx.cfg, ctx.cfg.lock
     env = distributed.current_env()
     main = env is None or env.is_main
-    if env is not None and lc.labels == "soft":
-        raise ValueError("lock.labels=soft is not supported in a lock sharded across processes yet; "
-                         "run this lock in one process")
-    if lc.fsdp_compute_dtype and env is None:
-        raise ValueError("lock.fsdp_compute_dtype applies to a lock sharded under torchrun "
-                         "(torchrun --nproc-per-node N -m pwlock.cli run CONFIG)")
+    check_sharding(ctx)
     ups = upstream_runs(ctx)
     if main:  # the same order as ever: zoo runs, then the lock split's samples
         strong = zoo.compute(ctx, cfg.strong_model)
