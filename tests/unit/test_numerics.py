@@ -107,6 +107,7 @@ def _on(machine: str, mode: str, *, reexec: bool = False) -> dict:
     return _run(TRAIN_AND_GENERATE, env)
 
 
+@pytest.mark.slow  # ~40 s: five fresh processes (the nano E1 version is slow too)
 def test_portable_mode_gives_the_same_bits_on_every_simulated_machine():
     machines = _machines()
     if len(machines) < 2:
