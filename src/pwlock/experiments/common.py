@@ -20,8 +20,6 @@ def upstream_phases(ctx: Context, strong_elicit: bool) -> tuple[list[Phase], Run
     ups = lock.upstream_runs(ctx)
     lock_run = lock.run(ctx)
     sources = {"weak": samples.run(ctx, weak, "elicit", cfg.elicit_temperature), "weak_lock": ups["weak_samples"]}
-    lock_samples = [(strong, 0.0), (weak, lc.weak_temperature)] + (
-        [(weak, lc.second_temperature)] if lc.second_password else [])
     elicit_samples = [(weak, cfg.elicit_temperature)] + ([(strong, 0.0)] if strong_elicit else [])
     if strong_elicit:
         sources["strong"] = samples.run(ctx, strong, "elicit", 0.0)
@@ -36,7 +34,7 @@ def upstream_phases(ctx: Context, strong_elicit: bool) -> tuple[list[Phase], Run
         Phase("training the strong model", (Job("zoo", zoo.compute, (cfg.strong_model,), (strong,), "main"),)),
         Phase("training the weak models", tuple(Job("zoo", zoo.compute, (m.name,), (z[m.name],))
                                                 for m in cfg.zoo if m.name != cfg.strong_model)),
-        Phase("sampling the lock split", sampling("lock", lock_samples)),
+        Phase("sampling the lock split", sampling("lock", lock.lock_samples(ctx).values())),
         Phase("locking", (Job("lock", lock.compute, (), (lock_run,), "ranks"),)),
         Phase("sampling the elicit split", sampling("elicit", elicit_samples)),
     ]

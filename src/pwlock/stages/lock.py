@@ -21,16 +21,23 @@ from pwlock.train import Example
 from pwlock.utils import atomic_write_text
 
 
+def lock_samples(ctx: Context) -> dict[str, tuple[Run, float]]:
+    """The lock split's samples a lock reads, by upstream name: (the zoo run sampled, temperature)."""
+    cfg, lc = ctx.cfg, ctx.cfg.lock
+    strong, weak = zoo.run(ctx, cfg.strong_model), zoo.run(ctx, lc.weak_model)
+    out = {"strong_samples": (strong, 0.0), "weak_samples": (weak, lc.weak_temperature)}
+    if lc.second_password:
+        out["second_samples"] = (weak, lc.second_temperature)
+    return out
+
+
 def upstream_runs(ctx: Context) -> dict[str, Run]:
     """The runs a lock reads: its start model, the strong and weak samples of the lock split (and
     the second password's), the weak model (soft or argmax labels)."""
     cfg, lc = ctx.cfg, ctx.cfg.lock
-    strong, weak = zoo.run(ctx, cfg.strong_model), zoo.run(ctx, lc.weak_model)
-    out = {"start": zoo.run(ctx, lc.start_model) if lc.start_model else strong,
-           "strong_samples": samples.run(ctx, strong, "lock", 0.0),
-           "weak_samples": samples.run(ctx, weak, "lock", lc.weak_temperature)}
-    if lc.second_password:
-        out["second_samples"] = samples.run(ctx, weak, "lock", lc.second_temperature)
+    weak = zoo.run(ctx, lc.weak_model)
+    out = {"start": zoo.run(ctx, lc.start_model or cfg.strong_model),
+           **{k: samples.run(ctx, m, "lock", t) for k, (m, t) in lock_samples(ctx).items()}}
     if lc.labels != "samples":
         out["weak_model"] = weak
     return out
@@ -75,14 +82,10 @@ def compute(ctx: Context) -> Run:
     check_sharding(ctx)
     ups = upstream_runs(ctx)
     if main:  # the same order as ever: zoo runs, then the lock split's samples
-        strong = zoo.compute(ctx, cfg.strong_model)
-        if lc.start_model:
-            zoo.compute(ctx, lc.start_model)
-        weak = zoo.compute(ctx, lc.weak_model)
-        samples.compute(ctx, strong, "lock", 0.0)
-        samples.compute(ctx, weak, "lock", lc.weak_temperature)
-        if lc.second_password:
-            samples.compute(ctx, weak, "lock", lc.second_temperature)
+        for name in dict.fromkeys((cfg.strong_model, lc.start_model or cfg.strong_model, lc.weak_model)):
+            zoo.compute(ctx, name)
+        for m, t in lock_samples(ctx).values():
+            samples.compute(ctx, m, "lock", t)
     r = run(ctx)
     seed = r.spec["seed"]
     start, weak = ups["start"], zoo.run(ctx, lc.weak_model)
