@@ -286,6 +286,10 @@ class EvalConfig:
 class ExperimentConfig:
     experiment: str = _f("core", "experiment name (results/<experiment>/)")
     seed: int = _f(0, "experiment seed: shifts every training seed", check=NON_NEGATIVE)
+    organisms: list = _f([], "organisms the experiment runs over: each is the experiment with `seed` = that "
+                         "number (its own zoo, lock and elicitation draws, cached as `seed=k` runs); results get "
+                         "an `organism` column and summaries a mean over organisms with a 95% t-interval "
+                         "(empty = the one organism `seed`)", since="0.5", item=int, check=NON_NEGATIVE)
     out_dir: str = _f("", "results directory (default results/<experiment>)")
     runs_dir: str = _f("runs", "cache of run directories shared by experiments")
     task: TaskConfig = _f(None, "the task")
@@ -615,6 +619,17 @@ def attack_epoch(cfg: ExperimentConfig, a: AttackConfig) -> int:
     return e
 
 
+def organism_list(cfg: ExperimentConfig) -> list[int]:
+    """The organisms `cfg` runs over: `organisms`, or the one organism `seed`."""
+    return list(cfg.organisms) or [cfg.seed]
+
+
+def organism_config(cfg: ExperimentConfig, k: int) -> ExperimentConfig:
+    """Organism `k` of `cfg`: the experiment with `seed=k` and no organisms list (its runs are
+    the runs `pwlock run CONFIG seed=k` makes)."""
+    return dataclasses.replace(cfg, seed=k, organisms=[])
+
+
 def variant_config(cfg: ExperimentConfig, v: VariantConfig) -> ExperimentConfig:
     """The config of variant `v`: `cfg` with `v.overrides`, run as `kind: attacks`; with no
     attacks configured, the attack is the experiment's WSU (`cfg.wsu`)."""
@@ -649,6 +664,12 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
     from pwlock.tasks import get_task_class
 
     _check_output_paths(cfg)
+    if cfg.organisms:
+        if len(set(cfg.organisms)) != len(cfg.organisms):
+            raise ConfigError(f"organisms: {cfg.organisms} lists an organism twice")
+        if cfg.seed != 0:
+            raise ConfigError(f"seed={cfg.seed} with organisms={cfg.organisms}: give one of them "
+                              f"(one organism: organisms=[{cfg.seed}])")
     names = [m.name for m in cfg.zoo]
     if len(set(names)) != len(names):
         raise ConfigError("zoo: two models share a name")

@@ -11,20 +11,18 @@ from pathlib import Path
 
 from pwlock.config import ConfigError, with_overrides
 
-KEYS = ("variant", "model", "lock_epoch", "attack", "seed", "password")
-
-
-def _key(row: dict) -> tuple:
-    return tuple(row.get(k) for k in KEYS)
+KEYS = ("organism", "variant", "model", "lock_epoch", "attack", "seed", "password")
 
 
 def compare(committed: list[dict], fresh: list[dict]) -> list[str]:
-    """One line per row whose answers differ (or that only one side has); empty if identical."""
-    old = {_key(r): r for r in committed}
-    new = {_key(r): r for r in fresh}
+    """One line per row whose answers differ (or that only one side has); empty if identical.
+    Results written before rows had an `organism` are compared without it."""
+    keys = KEYS if all("organism" in r for r in committed) else KEYS[1:]
+    old = {tuple(r.get(k) for k in keys): r for r in committed}
+    new = {tuple(r.get(k) for k in keys): r for r in fresh}
     lines = []
     for k in [*old, *(k for k in new if k not in old)]:
-        label = ", ".join(f"{n}={v}" for n, v in zip(KEYS, k) if v is not None)
+        label = ", ".join(f"{n}={v}" for n, v in zip(keys, k) if v is not None)
         if k not in new or k not in old:
             lines.append(f"{label}: only in the {'committed' if k in old else 'recomputed'} results")
             continue

@@ -3,7 +3,8 @@ plans them; the toy ones also with seed=1, as `make experiments-seed1` runs them
 recorded in tests/fixtures/run_ids.json before the stage-graph refactor (commit e0cda64).
 Run keys are a contract with every cache on disk: a change here invalidates cached runs.
 
-Regenerate the fixture only for a deliberate key change: `python tests/unit/test_run_ids.py --write`.
+Regenerate the fixture only for a deliberate key change: `python tests/unit/test_run_ids.py --write`;
+a new config is added (the others left as they are) with `--add`.
 """
 
 import json
@@ -39,6 +40,8 @@ def run_ids(case: str) -> dict[str, list[str]]:
 
     rel, _, seed = case.partition("@")
     cfg = load_config(ROOT / rel)
+    if seed and cfg.organisms:  # a config over organisms: organism 1 alone is its seed=1
+        seed = f"organisms=[{seed.partition('=')[2]}]"
     over = ["device=cpu", "runs_dir=runs", *DATA.get(cfg.task.name, []), *([seed] if seed else [])]
     return planned_run_ids(load_config(ROOT / rel, over))
 
@@ -52,13 +55,14 @@ def test_run_ids_are_unchanged(rel, monkeypatch):
     assert run_ids(rel) == expected[rel]
 
 
-if __name__ == "__main__" and "--write" in sys.argv:
+if __name__ == "__main__" and ("--write" in sys.argv or "--add" in sys.argv):
     import os
 
     mp = pytest.MonkeyPatch()
     stand_ins(mp)
     os.chdir(ROOT)
-    FIXTURE.write_text(json.dumps({rel: run_ids(rel) for rel in sorted(CASES)}, indent=1) + "\n")
+    old = json.loads(FIXTURE.read_text()) if "--add" in sys.argv else {}
+    FIXTURE.write_text(json.dumps({rel: old.get(rel) or run_ids(rel) for rel in sorted(CASES)}, indent=1) + "\n")
     print(f"wrote {FIXTURE}")
 
 
