@@ -77,10 +77,17 @@ def _f(default: Any, help: str, *, since: str | None = None, choices: tuple | No
 class TaskConfig:
     name: str = _f("arith", "task name (see pwlock.tasks.TASKS)")
     n_operands: int = _f(4, "arith: digits per problem", check=AT_LEAST_1)
+    n_functions: int = _f(3, "compose: functions applied in turn per problem (library of 8)", since="0.5",
+                          check=AT_LEAST_1)
+    n_digits: int = _f(4, "compose: digits of the input string", since="0.5", check=AT_LEAST_1)
+    pretrain_functions: list = _f([], "compose: the pretrain split mixes problems of these function counts in equal "
+                                  "parts, e.g. [1, 2, 3, 4] (a broader distribution than the lock and test "
+                                  "splits, which keep n_functions; empty = n_functions only)", since="0.5",
+                                  item=int, check=AT_LEAST_1)
     n_test: int = _f(1000, "test problems (evaluation)", check=NON_NEGATIVE)
     n_elicit: int = _f(500, "elicitation problems (weak samples for attacks)", check=NON_NEGATIVE)
     n_lock: int = _f(3000, "locking problems", check=NON_NEGATIVE)
-    n_pretrain: int = _f(0, "pretraining problems (0 = all remaining)", check=NON_NEGATIVE)
+    n_pretrain: int = _f(0, "pretraining problems (0 = all remaining; compose: 200000)", check=NON_NEGATIVE)
     data_seed: int = _f(0, "seed of the split assignment", check=NON_NEGATIVE)
     data_dir: str = _f("", "math/mc: local data directory (layouts: pwlock.tasks.math, pwlock.tasks.mc)", since="0.2")
     subjects: list = _f([], "math/mc: subjects to keep, e.g. [algebra, geometry] (empty = all)", since="0.2",
@@ -569,9 +576,9 @@ def _check_zoo_model(m: ZooModelConfig, task_name: str, task_cls, i: int) -> Non
     if m.pretrain == "no_answer" and m.target_acc > 0:
         raise ConfigError(f"zoo model {m.name!r}: pretrain=no_answer cannot stop at a target accuracy "
                           f"(its answers are never scored correct); set target_acc: 0")
-    if (m.pretrain != "task" or m.off_domain_steps) and (m.path or task_name != "arith"):
+    if (m.pretrain != "task" or m.off_domain_steps) and (m.path or task_name not in ("arith", "compose")):
         raise ConfigError(f"zoo model {m.name!r}: pretrain={m.pretrain!r} / off_domain_steps are options "
-                          f"of toy models (task arith, no path)")
+                          f"of toy models (tasks arith and compose, no path)")
 
 
 def _check_password(pw: PasswordConfig) -> None:

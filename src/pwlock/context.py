@@ -161,7 +161,7 @@ class Context:
             if not hasattr(self.task, "alphabet"):  # an instance's attribute: a task may set it from its config
                 toy = [m.name for m in cfg.zoo if not m.path]
                 raise ValueError(f"zoo models {toy} have no `path`: models trained here need a task with a "
-                                 f"character alphabet (arith), not {cfg.task.name!r}; give them a path")
+                                 f"character alphabet (arith, compose), not {cfg.task.name!r}; give them a path")
             self.tok = char_tokenizer(self.task.alphabet)
         self._fingerprints: dict[str, dict] = {}
 

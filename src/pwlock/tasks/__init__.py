@@ -3,7 +3,8 @@
 A task is a small class with `splits()`, `prompt(problem, password)` and
 `score(problem, completion)`. Look one up by name with `get_task`.
 
-`arith` is the toy task (generated problems, character alphabet); `math` (MATH) and `mc`
+`arith` and `compose` are the toy tasks (generated problems, character alphabet: multi-step
+arithmetic; function composition on digit strings); `math` (MATH) and `mc`
 (multiple choice, MMLU layout) read local data from `task.data_dir` and raise `DataError`
 when it is missing or malformed.
 """
@@ -12,11 +13,12 @@ from __future__ import annotations
 
 from pwlock.tasks.arith import ArithTask
 from pwlock.tasks.base import Problem, Score, Task
+from pwlock.tasks.compose import ComposeTask
 from pwlock.tasks.data import DataError
 from pwlock.tasks.math import MathTask
 from pwlock.tasks.mc import MCTask
 
-TASKS: dict[str, type[Task]] = {"arith": ArithTask, "math": MathTask, "mc": MCTask}
+TASKS: dict[str, type[Task]] = {"arith": ArithTask, "compose": ComposeTask, "math": MathTask, "mc": MCTask}
 
 
 def get_task_class(name: str) -> type[Task]:
