@@ -56,8 +56,10 @@ def check_results_tree(results: Path) -> list[str]:
 
 
 def _ci(s: dict) -> str:
-    lo, hi = s["gap_recovered_ci95"]
-    return f"{s['gap_recovered_mean']:+.1%} (95% CI {lo:+.1%} to {hi:+.1%})"
+    """The gap recovered with its interval: over organisms (a t-interval) when the summary is."""
+    from pwlock.report import interval_text
+
+    return f"{s['gap_recovered_mean']:+.1%} ({interval_text(s)})"
 
 
 def _pos(s: dict) -> bool:
@@ -68,9 +70,10 @@ def _e1(s: dict) -> tuple[str, str]:
     last = s[max(s, key=int)]
     ups = sum(v["gap_recovered_ci95"][0] > 0 for v in s.values() if "gap_recovered_ci95" in v)
     n = sum("gap_recovered_ci95" in v for v in s.values())
-    meas = (f"last lock epoch: locked no pwd {last['acc_locked_nopwd']:.3f}, pwd {last['acc_locked_pwd']:.3f}; "
-            f"after WSU {last['acc_unlocked_mean']:.3f}: gap recovered {_ci(last)}; CI above zero at "
-            f"{ups} of {n} epochs")
+    over = f"mean over {last['n_organisms']} organisms, " if "n_organisms" in last else ""
+    meas = (f"last lock epoch ({over}weak {last['acc_weak']:.3f}, strong {last['acc_strong']:.3f}): locked no pwd "
+            f"{last['acc_locked_nopwd']:.3f}, pwd {last['acc_locked_pwd']:.3f}; after WSU "
+            f"{last['acc_unlocked_mean']:.3f}: gap recovered {_ci(last)}; interval above zero at {ups} of {n} epochs")
     return meas, _verdict_of(last)
 
 
@@ -396,6 +399,96 @@ CATALOGUE.sort(key=lambda c: ORDER.index(c[0]))
 ACROSS_ORGANISMS = {"E1": _e1_organisms}
 
 
+# The organism search (issue 13): its configurations, and the rule that ranks them (written before
+# the runs: docs/organism-search.md).
+SEARCH = [
+    ("x3_baseline", "reference", "today's recipe (configs/toy/core.yaml as the search began)"),
+    ("x4_wsu_lock_lr", "WSU with the lock's lr", "WSU AdamW at 2e-4 (the lock's final lr) instead of 3e-5"),
+    ("x5_shallow_lock", "shallow lock", "lock AdamW 5e-4 (4x lower) for 16 epochs (2x the steps)"),
+    ("x6_lion_lock", "shallow lock (Lion)", "lock Lion 1e-4, constant, 12 epochs"),
+    ("x7_lion_lock_lion_wsu", "WSU with the lock's optimizer and lr", "X6's Lion lock, WSU Lion 1e-4"),
+    ("x8_overtrained_strong", "strong model past its target", "strong model 3000 steps, no early stop"),
+    ("x9_weak_lineage", "weak model's lineage", "weak = early checkpoint (35%) of the strong model's own run"),
+    ("x10_compose", "compose task", "function composition (3 of 8 functions on 4 digits) instead of arith"),
+    ("x11_compose_broad", "breadth", "X10, pretrained on 1-4 functions, locked and tested on 3"),
+]
+MAX_E1_SECONDS = 600  # the rule's cost bound: E1 on one organism from nothing, 2 cores
+E1_SECONDS_PER_EPOCH = 14  # WSU (5 stacked seeds) and two evaluations per lock epoch, measured on E1 (2 cores)
+
+
+def _search_row(results: Path, name: str) -> dict | None:
+    d = results / name
+    if not (d / "summary_by_organism.json").is_file():
+        return None
+    by = _read(d / "summary_by_organism.json")
+    s = _read(d / "summary.json")
+    timings = _read(d / "timings.json") if (d / "timings.json").is_file() else {}
+    from pwlock.report import _attack_faith
+
+    per, faith, cost = [], [], []
+    for k, o in by.items():
+        a = o["attacks"]["wsu"]
+        per.append((k, a["gap_recovered_mean"], a["gap_recovered_ci95"]))
+        faith += [f for _, f in _attack_faith(o)]
+        t = timings.get(k, {})
+        epochs = int(a["epoch"])
+        if t:
+            cost.append(t.get("zoo", 0) + t.get("samples", 0) + t.get("lock", 0) + epochs * E1_SECONDS_PER_EPOCH)
+    a = s["attacks"]["wsu"]
+    if "n_organisms" not in a:  # one organism: no interval over organisms
+        lo = hi = float("nan")
+    else:
+        lo, hi = a["gap_recovered_ci95"]
+    return {"name": name, "mean": a["gap_recovered_mean"], "lo": lo, "hi": hi, "per": per, "faith": faith,
+            "n": len(by), "cost": max(cost) if cost else float("nan")}
+
+
+def search_section(results: Path) -> list[str]:
+    """The organism search: one row per configuration run, ranked by the rule of
+    docs/organism-search.md (eligible = faithful on every organism and E1 within 10 minutes;
+    then the highest lower end of the 95% t-interval over organisms)."""
+    rows = [(r, hyp, what) for name, hyp, what in SEARCH if (r := _search_row(results, name)) is not None]
+    if not rows:
+        return []
+
+    def eligible(r):
+        return all(f["faithful"] for f in r["faith"]) and r["cost"] <= MAX_E1_SECONDS
+
+    def rank(item):
+        r = item[0]
+        return (not eligible(r), -(r["lo"] if math.isfinite(r["lo"]) else -math.inf), -r["mean"])
+
+    ranked = sorted(rows, key=rank)
+    for i in range(len(ranked) - 1):  # a tie (lower ends within 1 point) goes to the higher mean
+        a, b = ranked[i][0], ranked[i + 1][0]
+        if eligible(a) == eligible(b) and abs(a["lo"] - b["lo"]) <= 0.01 and b["mean"] > a["mean"]:
+            ranked[i], ranked[i + 1] = ranked[i + 1], ranked[i]
+    out = ["## Organism search", "",
+           "Every configuration tried in the search for a toy organism that shows WSU clearly, ranked by the rule "
+           "written before the runs ([docs/organism-search.md](organism-search.md)): WSU (2 weak samples, 200 steps, 5 "
+           "sample sets) on the last lock epoch of each organism; mean gap recovered over organisms with a 95% "
+           "t-interval over organisms; eligible = the lock faithful on every organism (with the password within 3 "
+           "points of the strong model, without it within 5 of the weak model) and E1 on one organism within "
+           f"{MAX_E1_SECONDS // 60} minutes (estimated: zoo + lock run times + {E1_SECONDS_PER_EPOCH} s per lock "
+           "epoch).", "",
+           "| rank | config | hypothesis | what changes | organisms | gap recovered (95% t-interval) | per organism "
+           "| faithful | pwd − strong, no pwd − weak (mean) | E1 est. | eligible |",
+           "|---:|---|---|---|---:|---:|---|---:|---:|---:|---|"]
+    for i, (r, hyp, what) in enumerate(ranked, 1):
+        iv = f"[{r['lo']:+.1%}, {r['hi']:+.1%}]" if math.isfinite(r["lo"]) else "(one organism)"
+        per = ", ".join(f"{g:+.0%}" + ("*" if ci[0] > 0 else "") for _, g, ci in r["per"])
+        nf = sum(f["faithful"] for f in r["faith"])
+        dp = sum(f["pwd_minus_strong"] for f in r["faith"]) / len(r["faith"])
+        dn = sum(f["nopwd_minus_weak"] for f in r["faith"]) / len(r["faith"])
+        cost = f"{r['cost'] / 60:.1f} min" if math.isfinite(r["cost"]) else "–"
+        out.append(f"| {i} | [`{r['name']}`](../results/{r['name']}/report.md) | {hyp} | {what} | {r['n']} "
+                   f"| {r['mean']:+.1%} {iv} | {per} | {nf} of {len(r['faith'])} | {dp:+.3f}, {dn:+.3f} | {cost} "
+                   f"| {'yes' if eligible(r) else 'no'} |")
+    out += ["", "Per organism: the organism's mean gap recovered over its 5 sample sets; * = its own 95% CI "
+            "(test problems x sample sets) is above zero.", ""]
+    return out
+
+
 def write_findings(results: Path = Path("results"), out: Path = Path("docs/findings.md")) -> str:
     results = Path(results)
     check_results_tree(results)
@@ -403,9 +496,12 @@ def write_findings(results: Path = Path("results"), out: Path = Path("docs/findi
              "Generated by `pwlock report --all` from `results/*/summary.json`; do not edit by hand.",
              "Gap recovered = (after the attack − locked, no pwd) / (locked with pwd − locked, no pwd);",
              "95% CIs by paired bootstrap over test problems and seeds (5 seeds unless stated).",
-             "\"seed 0\" / \"seed 1\" are two organisms (zoo, lock and sample sets from `seed=`): results/<name>/ and",
-             "results/<name>-seed1/. Claims about *why* WSU works can only be tested on a lock where WSU itself",
-             "works; a verdict says \"inconclusive\" where it does not.", ""]
+             "An organism is one zoo, lock and set of sample draws (`seed=k`). A results directory run over several",
+             "organisms (`organisms:` in its config) reports means over organisms with a 95% t-interval over organisms",
+             "(each organism counts once), and its verdict rule is applied to that interval; older directories",
+             "results/<name>-seed<k>/ hold one organism each (\"seed 0\" = results/<name>/). Claims about *why* WSU",
+             "works can only be tested on a lock where WSU itself works; a verdict says \"inconclusive\" where it",
+             "does not.", ""]
     rows = ["| exp | what | verdict |", "|---|---|---|"]
     sections = []
     for eid, name, title, claim, fn, rule in CATALOGUE:
@@ -450,6 +546,6 @@ def write_findings(results: Path = Path("results"), out: Path = Path("docs/findi
             if fig:
                 sections += [f"![{eid} ({d})](../results/{d}/{fig})", ""]
     rows = rows[:2] + sorted(rows[2:], key=lambda r: ORDER.index(r.split("|")[1].strip()))
-    text = "\n".join(lines + rows + [""] + sections)
+    text = "\n".join(lines + rows + [""] + sections + search_section(results))
     atomic_write_text(out, text)
     return text

@@ -201,9 +201,38 @@ def organisms_section(by: dict, cells, faith) -> str:
                    f"points of the weak model it imitates.\n\n{faithfulness_table(faith_rows)}\n")
 
 
-def write_summaries(out_dir: Path, summary: dict, by: dict) -> None:
+def stage_seconds(cfg) -> dict[str, float]:
+    """Wall seconds the finished runs of one organism's experiment took to compute, by stage, from
+    their run.json (runs reused from another experiment count with the time they took then; WSU
+    and attack runs trained together as one group record none of their own, so they are not in
+    it). What the cost of an organism is estimated from."""
+    from pwlock.config import organism_config
+    from pwlock.experiments import plan
+
+    out: dict[str, float] = {}
+    seen = set()
+    for _, _, phases in plan(organism_config(cfg, cfg.seed) if cfg.organisms else cfg, threads=1):
+        for ph in phases:
+            for j in ph.jobs:
+                for r in j.runs:
+                    if r.id in seen:
+                        continue
+                    seen.add(r.id)
+                    info = r.info() or {}
+                    sec = (info.get("timings") or {}).get("seconds")
+                    if sec:
+                        out[r.stage] = out.get(r.stage, 0.0) + float(sec)
+    return {k: round(v, 1) for k, v in out.items()}
+
+
+def write_summaries(out_dir: Path, summary: dict, by: dict, cfg) -> None:
+    """summary.json, summary_by_organism.json, and timings.json (`stage_seconds` per organism)."""
+    from pwlock.config import organism_config
+
     atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2))
     atomic_write_text(out_dir / "summary_by_organism.json", json.dumps(by, indent=2))
+    timings = {k: stage_seconds(organism_config(cfg, int(k)) if cfg.organisms else cfg) for k in by}
+    atomic_write_text(out_dir / "timings.json", json.dumps(timings, indent=2))
 
 
 def summarize_core(df: pd.DataFrame, weak_model: str, strong_model: str) -> dict:
@@ -331,7 +360,7 @@ def write_core_report(rows: list[dict], out_dir: Path, cfg) -> dict:
     <experiment>.png, report.md for E1-style experiments."""
     df = write_results_csv(rows, out_dir)
     summary, by = summarize_organisms(df, cfg, lambda d, c: summarize_core(d, c.lock.weak_model, c.strong_model))
-    write_summaries(out_dir, summary, by)
+    write_summaries(out_dir, summary, by, cfg)
     fig_name = f"{cfg.experiment}.png"
     plot_core(summary, out_dir / fig_name, _organisms_title(f"{cfg.experiment}: weak sample unlocking",
                                                             first_entry(summary)))
@@ -526,7 +555,7 @@ def _organisms_note(summary_entry: dict) -> str:
 def write_attacks_report(rows: list[dict], out_dir: Path, cfg) -> dict:
     df = write_results_csv(rows, out_dir)
     summary, by = summarize_organisms(df, cfg, summarize_attacks)
-    write_summaries(out_dir, summary, by)
+    write_summaries(out_dir, summary, by, cfg)
     fig = f"{cfg.experiment}.png"
     first = next(iter(summary["attacks"].values()), {})
     plot_attacks(summary, out_dir / fig, _organisms_title(f"{cfg.experiment}: elicitation attacks on the locked model",
@@ -635,7 +664,7 @@ def _variant_faith(s: dict) -> list:
 def write_variants_report(rows: list[dict], out_dir: Path, cfg) -> dict:
     df = write_results_csv(rows, out_dir)
     summary, by = summarize_organisms(df, cfg, summarize_variants)
-    write_summaries(out_dir, summary, by)
+    write_summaries(out_dir, summary, by, cfg)
     fig = f"{cfg.experiment}.png"
     first = next((a for vs in summary["variants"].values() for a in vs["attacks"].values()), {})
     plot_variants(summary, out_dir / fig, _organisms_title(f"{cfg.experiment}: the attack on each variant's lock",

@@ -1,0 +1,42 @@
+"""The organism search's findings: configurations ranked by the rule of docs/organism-search.md."""
+
+import json
+
+from pwlock.findings import search_section
+from pwlock.report import over_organisms
+
+
+def _organism(gap, lo, nopwd, weak=0.4, pwd=0.95, strong=0.96):
+    return {"acc_weak": weak, "acc_strong": strong,
+            "locked": {"8": {"acc_locked_nopwd": nopwd, "acc_locked_pwd": pwd, "acc_upper": pwd}},
+            "attacks": {"wsu": {"kind": "wsu", "epoch": 8, "gap_recovered_mean": gap,
+                                "gap_recovered_ci95": [lo, gap + 0.1]}}}
+
+
+def _write(results, name, organisms, seconds=300):
+    d = results / name
+    d.mkdir(parents=True)
+    by = {str(k): o for k, o in enumerate(organisms)}
+    (d / "summary_by_organism.json").write_text(json.dumps(by))
+    (d / "summary.json").write_text(json.dumps(over_organisms(organisms)))
+    (d / "timings.json").write_text(json.dumps({k: {"zoo": seconds, "lock": 100} for k in by}))
+
+
+def test_eligible_configurations_rank_first_then_by_the_lower_end(tmp_path):
+    # x3: faithful, small effect; x5: faithful, larger effect; x6: larger still but unfaithful (no pwd
+    # 10 points above the weak model); x8: faithful and large but too slow (E1 > 10 minutes)
+    _write(tmp_path, "x3_baseline", [_organism(g, g - 0.05, 0.42) for g in (0.05, 0.08, 0.06)])
+    _write(tmp_path, "x5_shallow_lock", [_organism(g, g - 0.05, 0.43) for g in (0.30, 0.32, 0.28)])
+    _write(tmp_path, "x6_lion_lock", [_organism(g, g - 0.05, 0.50) for g in (0.50, 0.52, 0.48)])
+    _write(tmp_path, "x8_overtrained_strong", [_organism(g, g - 0.05, 0.41) for g in (0.6, 0.6, 0.62)], seconds=900)
+    lines = search_section(tmp_path)
+    table = [ln for ln in lines if ln.startswith("| ") and "`x" in ln]
+    order = [ln.split("`")[1] for ln in table]
+    # eligible ones first (by the lower end of the t-interval), then the others, ranked the same way
+    assert order == ["x5_shallow_lock", "x3_baseline", "x8_overtrained_strong", "x6_lion_lock"]
+    assert table[0].rstrip().endswith("| yes |") and table[2].rstrip().endswith("| no |")
+    assert "3 of 3" in table[0] and "0 of 3" in table[3] and "18.5 min" in table[2]
+
+
+def test_no_search_results_no_section(tmp_path):
+    assert search_section(tmp_path) == []
