@@ -16,7 +16,7 @@ import itertools
 import random
 import re
 
-from pwlock.tasks.base import SPLITS, Problem, Score, Task
+from pwlock.tasks.base import SPLITS, GeneratedTask, Problem, Score
 
 OPS = "+-*"
 ALPHABET = "0123456789+-*=;# abcdefghijklmnopqrstuvwxyz|"
@@ -52,17 +52,9 @@ def space_size(n: int) -> int:
     return 10 ** n * 3 ** (n - 1)
 
 
-_LAST: dict[tuple, dict[str, list[Problem]]] = {}  # the splits of the last config built
-
-
-class ArithTask(Task):
+class ArithTask(GeneratedTask):
     name = "arith"
     alphabet = ALPHABET
-
-    def __init__(self, cfg) -> None:
-        self.check_config(cfg)
-        self.cfg = cfg
-        self._splits: dict[str, list[Problem]] | None = None
 
     @classmethod
     def check_config(cls, cfg) -> None:
@@ -83,18 +75,9 @@ class ArithTask(Task):
                              f"(0 = all {left} remaining ones pretrain); at most {MAX_BUILT}: set task.n_pretrain "
                              f"<= {max(0, MAX_BUILT - need)}")
 
-    def prompt_suffix(self) -> str:
-        return "="
-
-    def splits(self) -> dict[str, list[Problem]]:
-        if self._splits is None:
-            c = self.cfg
-            key = (c.n_operands, c.n_test, c.n_elicit, c.n_lock, c.n_pretrain, c.data_seed)
-            if key not in _LAST:  # a dry run builds two contexts of one config: its splits once
-                _LAST.clear()
-                _LAST[key] = self._make_splits()
-            self._splits = {k: list(v) for k, v in _LAST[key].items()}  # (Problems are frozen)
-        return self._splits
+    def _split_key(self) -> tuple:
+        c = self.cfg
+        return c.n_operands, c.n_test, c.n_elicit, c.n_lock, c.n_pretrain, c.data_seed
 
     def _make_splits(self) -> dict[str, list[Problem]]:
         n = self.cfg.n_operands

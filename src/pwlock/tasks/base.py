@@ -62,3 +62,38 @@ class Task:
 
     def score(self, problem: Problem, completion: str) -> Score:
         raise NotImplementedError
+
+
+class GeneratedTask(Task):
+    """A toy task whose problems are generated from its config (arith, compose): the config is
+    checked on construction; the splits are built once per config (`_split_key`, `_make_splits`)
+    and shared by the tasks of that config (a dry run builds two contexts of one config)."""
+
+    _LAST: dict[tuple, dict[str, list[Problem]]]  # each subclass: the splits of the last config built
+
+    def __init__(self, cfg) -> None:
+        self.check_config(cfg)
+        self.cfg = cfg
+        self._splits: dict[str, list[Problem]] | None = None
+
+    def __init_subclass__(cls, **kw) -> None:
+        super().__init_subclass__(**kw)
+        cls._LAST = {}
+
+    def prompt_suffix(self) -> str:
+        return "="
+
+    def _split_key(self) -> tuple:
+        raise NotImplementedError
+
+    def _make_splits(self) -> dict[str, list[Problem]]:
+        raise NotImplementedError
+
+    def splits(self) -> dict[str, list[Problem]]:
+        if self._splits is None:
+            key = self._split_key()
+            if key not in self._LAST:
+                self._LAST.clear()
+                self._LAST[key] = self._make_splits()
+            self._splits = {k: list(v) for k, v in self._LAST[key].items()}  # (Problems are frozen)
+        return self._splits

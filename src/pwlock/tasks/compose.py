@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 import re
 
-from pwlock.tasks.base import SPLITS, Problem, Score, Task
+from pwlock.tasks.base import SPLITS, GeneratedTask, Problem, Score
 
 
 def _map(f):
@@ -57,17 +57,9 @@ def solve(names: tuple[str, ...], x: str) -> tuple[str, str]:
     return ";".join(steps) + f";#{x}", x
 
 
-_LAST: dict[tuple, dict[str, list[Problem]]] = {}
-
-
-class ComposeTask(Task):
+class ComposeTask(GeneratedTask):
     name = "compose"
     alphabet = ALPHABET
-
-    def __init__(self, cfg) -> None:
-        self.check_config(cfg)
-        self.cfg = cfg
-        self._splits: dict[str, list[Problem]] | None = None
 
     @classmethod
     def check_config(cls, cfg) -> None:
@@ -86,19 +78,10 @@ class ComposeTask(Task):
             raise ValueError(f"compose with {k} functions on {d} digits has {total} problems; the splits ask for "
                              f"{need} + {pre} to pretrain (at most {MAX_BUILT} built, some left to pretrain on)")
 
-    def prompt_suffix(self) -> str:
-        return "="
-
-    def splits(self) -> dict[str, list[Problem]]:
-        if self._splits is None:
-            c = self.cfg
-            key = (c.n_functions, c.n_digits, tuple(c.pretrain_functions), c.n_test, c.n_elicit, c.n_lock,
-                   c.n_pretrain, c.data_seed)
-            if key not in _LAST:
-                _LAST.clear()
-                _LAST[key] = self._make_splits()
-            self._splits = {k: list(v) for k, v in _LAST[key].items()}
-        return self._splits
+    def _split_key(self) -> tuple:
+        c = self.cfg
+        return (c.n_functions, c.n_digits, tuple(c.pretrain_functions), c.n_test, c.n_elicit, c.n_lock,
+                c.n_pretrain, c.data_seed)
 
     def _make_splits(self) -> dict[str, list[Problem]]:
         c = self.cfg
