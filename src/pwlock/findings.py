@@ -411,6 +411,8 @@ SEARCH = [
     ("x9_weak_lineage", "weak model's lineage", "weak = early checkpoint (35%) of the strong model's own run"),
     ("x10_compose", "compose task", "function composition (3 of 8 functions on 4 digits) instead of arith"),
     ("x11_compose_broad", "breadth", "X10, pretrained on 1-4 functions, locked and tested on 3"),
+    ("x12_closer_weak", "a closer weak model", "the lock imitates weak3 (55%) instead of weak2 (35%)"),
+    ("x13_long_lock", "a more complete lock", "the baseline lock for 16 epochs instead of 8"),
 ]
 MAX_E1_SECONDS = 600  # the rule's cost bound: E1 on one organism from nothing, 2 cores
 E1_SECONDS_PER_EPOCH = 14  # WSU (5 stacked seeds) and two evaluations per lock epoch, measured on E1 (2 cores)
