@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow install clean-runs experiments experiments-seed1 experiments-organisms
+.PHONY: demo test test-slow install clean-runs experiments experiments-seed1 experiments-organisms organism-search
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -38,6 +38,15 @@ experiments-seed1: $(STAMP)
 experiments-organisms: $(STAMP)
 	for s in 2 3 4; do $(BIN)/pwlock run configs/toy/core.yaml seed=$$s out_dir=results/core-seed$$s || exit 1; done
 	$(BIN)/pwlock report --all
+
+# The organism search (issue 13; its rule: docs/organism-search.md): every search configuration
+# (configs/toy/x3_* and up) over its organisms, then docs/findings.md ("Organism search"). A configuration
+# that fails is reported and the others still run. Reuses cached runs.
+organism-search: $(STAMP)
+	@failed=""; for f in $$(ls configs/toy/x*_*.yaml | grep -v -e '/x1_' -e '/x2_' | sort -V); do \
+	  $(BIN)/pwlock run $$f || failed="$$failed $$f"; done; \
+	$(BIN)/pwlock report --all; \
+	if [ -n "$$failed" ]; then echo "failed:$$failed"; exit 1; fi
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
