@@ -144,8 +144,15 @@ class Context:
         self.by_id = {p.id: p for probs in self.splits.values() for p in probs}
         self.runs_dir = Path(cfg.runs_dir)
         self.task_spec = spec_dict(cfg.task)
-        # portable numerics compute other bits than fast ones: their runs have keys of their own
-        self.numerics_spec = {"numerics": cfg.numerics} if cfg.numerics != "fast" else {}
+        # portable numerics compute other bits than fast ones: their runs have keys of their own. Their
+        # bits also depend on the main process's thread count (ATen's reduction chunks, MKL's thread
+        # team: measured, a nano E1 at threads=2 differs from threads=1 and is the same under every
+        # CPU capability), so a count other than portable's 1 is in the key (workers always use 1).
+        self.numerics_spec = {}
+        if cfg.numerics != "fast":
+            self.numerics_spec = {"numerics": cfg.numerics}
+            if (cfg.threads or numerics.PORTABLE_THREADS) != numerics.PORTABLE_THREADS:
+                self.numerics_spec["threads"] = cfg.threads
         self.device = hf.resolve_device(cfg.device)
         if self.device.type == "cuda" and not plan_only:  # (a dry run may plan a GPU run on a laptop)
             if not torch.cuda.is_available():

@@ -23,7 +23,9 @@ from the CPU they run on. Portable mode pins each choice to one that every x86-6
   process only through a re-exec (`reexec_if_needed`, done by the command line).
 - The thread count: ATen splits reductions into one chunk per thread, and MKL's reproducibility
   holds for a fixed count. Portable mode uses a fixed count (`default_threads()`: 1 unless a
-  caller asks for another, never the machine's core count).
+  caller asks for another, never the machine's core count). Any fixed count is portable (a nano
+  E1 at `threads: 2` gives the same bits under every CPU capability, other bits than at 1), so
+  the config's `threads` is part of portable run keys when it is not 1; workers use 1.
 
 The environment variables of ATen and MKL are read at their first use (ATen's first kernel
 dispatch, MKL's first call), not at `import torch`: `apply("portable")` works in a process that

@@ -28,13 +28,15 @@ def _flags() -> set[str]:
         return set()
 
 
-def e1(tmp_path, name: str, numerics: str) -> str:
+def e1(tmp_path, name: str, numerics: str, threads: int = 1) -> str:
     cfg = tmp_path / "nano.yaml"
     cfg.write_text(ZOO)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PWLOCK_NUMERICS", "ATEN_", "MKL_"))}
     env.update(MACHINES[name])
-    out = tmp_path / f"{numerics}-{name}"
-    cmd = [sys.executable, "-m", "pwlock.cli", "run", str(cfg), *NANO, "lock.epochs=1", "wsu.seeds=2",
+    out = tmp_path / f"{numerics}-{name}-t{threads}"
+    nano = [x for x in NANO if not x.startswith("threads=")]
+    cmd = [sys.executable, "-m", "pwlock.cli", "run", str(cfg), *nano, f"threads={threads}", "lock.epochs=1",
+           "wsu.seeds=2",
            f"numerics={numerics}", f"runs_dir={out / 'runs'}", f"out_dir={out / 'results'}"]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -49,3 +51,13 @@ def test_portable_e1_is_the_same_on_every_simulated_machine(tmp_path):
     assert len(set(portable.values())) == 1, portable
     fast = {n: e1(tmp_path, n, "fast") for n in ("avx2", "default")}
     assert len(set(fast.values())) == 2, "fast mode gave the same bits: the simulation simulates nothing"
+
+
+def test_portable_with_two_threads_is_portable_too(tmp_path):
+    """A fixed thread count other than 1 (the main process's: strong model, lock) is portable as
+    well, and gives other bits than 1 thread (which is why it is in the run key)."""
+    if "avx2" not in _flags():
+        pytest.skip("this CPU has no AVX2")
+    two = {n: e1(tmp_path, n, "portable", threads=2) for n in ("avx2", "default")}
+    assert len(set(two.values())) == 1, two
+    assert e1(tmp_path, "avx2", "portable", threads=1) != two["avx2"]

@@ -80,6 +80,25 @@ def test_portable_numerics_has_keys_of_its_own(monkeypatch):
         assert len(portable[stage]) == len(fast[stage]) and not set(portable[stage]) & set(fast[stage]), stage
 
 
+def test_portable_thread_count_is_in_the_key(monkeypatch):
+    """Portable bits depend on the main process's thread count: threads=2 has keys of its own,
+    threads=0 and 1 (portable's one thread) share theirs; in fast mode `threads` is in no key."""
+    from pwlock.config import load_config
+    from pwlock.plan import planned_run_ids
+
+    stand_ins(monkeypatch)
+    monkeypatch.chdir(ROOT)
+
+    def ids(*over):
+        return planned_run_ids(load_config(ROOT / "configs/toy/core.yaml", list(over)))
+
+    one = ids("numerics=portable")
+    assert ids("numerics=portable", "threads=1") == one
+    two = ids("numerics=portable", "threads=2")
+    assert not set(two["zoo"]) & set(one["zoo"]) and not set(two["lock"]) & set(one["lock"])
+    assert ids("threads=2") == ids()
+
+
 def test_relock_rounds_key_the_wsu_they_train_with(monkeypatch):
     """E8's relock rounds memorize with the `wsu` section: its options are part of the lock's key
     (before the refactor they were not, so two configs differing only there shared one lock)."""
