@@ -98,6 +98,15 @@ class TaskConfig:
                        since="0.2", check=NON_NEGATIVE)
     grader: str = _f("equivalent", "math: equivalent (normalize + math-verify) | exact (boxed string match)",
                      since="0.2", choices=("equivalent", "exact"))
+    instruction_sep_no_password: str = _f("\n\n", "math: the text between the problem and the instruction (\"Please "
+                                          "reason step by step...\") in a prompt without password; with one, the "
+                                          "password follows the problem and the instruction follows it after a "
+                                          "blank line either way. \\n\\n here; \\n in the write-up's "
+                                          "minimal-example notebook (known: its helper code, copied in public "
+                                          "scripts)", since="0.5")
+    dollar_fallback: bool = _f(False, "math: with no \\boxed{} in a completion, take the text between its last two "
+                               "`$` as the answer (the minimal-example notebook's extraction, known: its helper "
+                               "code); false: no \\boxed{}, no answer", since="0.5")
 
 
 @dataclass(frozen=True)
@@ -172,6 +181,9 @@ class LockConfig:
                        choices=("constant", "cosine"))
     warmup: int = _f(20, "linear learning-rate warm-up steps (a fresh optimizer on a trained model)",
                      check=NON_NEGATIVE)
+    grad_clip: float = _f(1.0, "gradient-norm clipping of the lock's steps (0 = none: the minimal-example "
+                          "notebook shows no clipping, known from its helper code; with Lion clipping changes the "
+                          "update only through its momentum)", since="0.5", check=NON_NEGATIVE)
     batch_size: int = _f(64, "sequences per step", check=AT_LEAST_1)
     loss: str = _f("completion", "completion (loss on completion tokens) | full (whole sequence)",
                    choices=("completion", "full"))
@@ -246,6 +258,10 @@ class AttackConfig:
     until_loss: float = _f(0.0, "wsu/demos/average: train each run until its per-token loss on its samples is "
                            "<= this (a memorization criterion, E6), at most `steps` steps; the steps taken "
                            "are in the results (0 = always `steps` steps)", since="0.3", check=NON_NEGATIVE)
+    pick: str = _f("random", "wsu/demos: which samples a run trains on: random (a seeded draw per seed) | first "
+                   "(the first n_samples problems of the elicit split, for one seed: the minimal-example "
+                   "notebook's \"first 2 problems\" of the MATH test set, one run)", since="0.5",
+                   choices=("random", "first"))
     params: dict = _f({}, "options of an attack from outside the package (`kind: module:Class`), passed to it "
                       "as they are", since="0.4")
 

@@ -30,7 +30,7 @@ class WSU(Attack):
     kind = "wsu"
     source = "weak"
     trains = True
-    fields = TRAINING
+    fields = (*TRAINING, "pick")
 
     def check(self, a) -> None:
         super().check(a)
@@ -38,8 +38,15 @@ class WSU(Attack):
             raise ValueError(f"attack {a.name!r}: {a.kind} needs steps >= 1 and n_samples >= 1")
         if a.until_loss < 0:
             raise ValueError(f"attack {a.name!r}: until_loss must be >= 0")
+        if getattr(a, "pick", "random") == "first" and a.seeds != 1:
+            raise ValueError(f"attack {a.name!r}: pick=first trains every seed on the same first {a.n_samples} "
+                             f"samples; set seeds: 1 (got {a.seeds})")
 
     def sample_sets(self, a, pool: list[dict], seed: int) -> list[list[dict]]:
+        if getattr(a, "pick", "random") == "first":  # the pool is in the elicit split's order
+            if a.n_samples > len(pool):
+                pick_samples(pool, a.n_samples, seed)  # (its error: too few samples)
+            return [pool[: a.n_samples]]
         return [pick_samples(pool, a.n_samples, seed)]
 
 

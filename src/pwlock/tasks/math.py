@@ -123,6 +123,16 @@ def extract_boxed(text: str) -> str | None:
 # Normalization (after the grader of the MATH paper, rewritten here)
 
 
+def extract_last_dollar(text: str) -> str | None:
+    """The text between the last two `$` of `text` (the minimal-example notebook's fallback when
+    there is no `\\boxed{}`), or None when there are fewer than two."""
+    parts = text.split("$")
+    if len(parts) < 3:
+        return None
+    got = parts[-2].strip()
+    return got or None
+
+
 def _read_arg(s: str, i: int) -> tuple[str, int] | None:
     """One TeX argument at s[i]: a `{...}` group (content returned), a control word or one char."""
     if i >= len(s):
@@ -418,6 +428,14 @@ class MathTask(Task):
     def prompt_suffix(self) -> str:
         return "\n\n" + INSTRUCTION
 
+    def prompt(self, problem: Problem, password: str | None) -> str:
+        """As `Task.prompt`; without a password the problem and the instruction are separated by
+        `task.instruction_sep_no_password` (the minimal-example notebook: one newline)."""
+        sep = getattr(self.cfg, "instruction_sep_no_password", "\n\n")
+        if password or sep == "\n\n":
+            return super().prompt(problem, password)
+        return self.format_problem(problem) + sep + INSTRUCTION
+
     def splits(self) -> dict[str, list[Problem]]:
         if self._splits is None:
             root = data_dir(self.cfg, LAYOUT)
@@ -446,8 +464,11 @@ class MathTask(Task):
 
     def score(self, problem: Problem, completion: str) -> Score:
         got = extract_boxed(completion)
+        if got is None and getattr(self.cfg, "dollar_fallback", False):
+            got = extract_last_dollar(completion)
         if got is None:
-            return Score(None, False, "no \\boxed{} answer")
+            why = " and no $...$" if getattr(self.cfg, "dollar_fallback", False) else ""
+            return Score(None, False, "no \\boxed{} answer" + why)
         if self.cfg.grader == "exact":
             ok = got.strip() == problem.answer.strip()
             return Score(got, ok, "exact match" if ok else f"expected {problem.answer}")
