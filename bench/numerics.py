@@ -52,7 +52,8 @@ t = time.perf_counter()
 generate(model, tok, [task.prompt(p, None) for p in task.splits()["test"][:500]], max_new_tokens=40,
          temperature=0.0, batch_size=500)
 out["generate"] = time.perf_counter() - t
-out["provenance"] = {k: v for k, v in numerics.provenance().items() if k in ("numerics", "cpu_capability", "mkl_cbwr", "libm")}
+out["provenance"] = {k: v for k, v in numerics.provenance().items()
+                     if k in ("numerics", "cpu_capability", "mkl_cbwr", "libm")}
 print(json.dumps(out))
 """
 

@@ -181,6 +181,10 @@ class LockConfig:
                        choices=("constant", "cosine"))
     warmup: int = _f(20, "linear learning-rate warm-up steps (a fresh optimizer on a trained model)",
                      check=NON_NEGATIVE)
+    master_weights: str = _f("auto", "training of 16-bit weights: auto (fp32 master weights whenever a trained "
+                             "weight is bf16/fp16, so small updates are not rounded away) | direct (step the 16-bit "
+                             "weights directly, as the minimal-example notebook's copies do; the original's "
+                             "precision is unknown, inferred)", since="0.5", choices=("auto", "direct"))
     grad_clip: float = _f(1.0, "gradient-norm clipping of the lock's steps (0 = none: the minimal-example "
                           "notebook shows no clipping, known from its helper code; with Lion clipping changes the "
                           "update only through its momentum)", since="0.5", check=NON_NEGATIVE)
@@ -258,6 +262,10 @@ class AttackConfig:
     until_loss: float = _f(0.0, "wsu/demos/average: train each run until its per-token loss on its samples is "
                            "<= this (a memorization criterion, E6), at most `steps` steps; the steps taken "
                            "are in the results (0 = always `steps` steps)", since="0.3", check=NON_NEGATIVE)
+    master_weights: str = _f("auto", "wsu/demos/average: training of 16-bit weights: auto (fp32 master weights "
+                             "whenever a trained weight is bf16/fp16, so small updates are not rounded away) | "
+                             "direct (step the 16-bit weights directly, as the minimal-example notebook's copies do; "
+                             "the original's precision is unknown, inferred)", since="0.5", choices=("auto", "direct"))
     pick: str = _f("random", "wsu/demos: which samples a run trains on: random (a seeded draw per seed) | first "
                    "(the first n_samples problems of the elicit split, for one seed: the minimal-example "
                    "notebook's \"first 2 problems\" of the MATH test set, one run)", since="0.5",
@@ -725,6 +733,10 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         raise ConfigError(f"eval.vllm_memory must be in (0, 1], got {cfg.eval.vllm_memory}")
     if cfg.wsu.max_stack < 0:
         raise ConfigError(f"wsu.max_stack must be >= 0 (0 = all seeds together), got {cfg.wsu.max_stack}")
+    offs = [x.name for x in [cfg.wsu, *cfg.attacks] if getattr(x, "master_weights", "auto") == "direct"]
+    if offs and cfg.wsu.max_stack != 1:
+        raise ConfigError(f"master_weights: direct ({', '.join(offs)}) trains each seed in place on the model's own "
+                          f"weights; set wsu.max_stack: 1 (got {cfg.wsu.max_stack})")
     if cfg.wsu.kind != "wsu":
         raise ConfigError(f"wsu.kind must be wsu (other attacks go in `attacks`), got {cfg.wsu.kind!r}")
     if cfg.kind == "core" and cfg.wsu.epoch:

@@ -164,7 +164,12 @@ def run_lock(model, tokenizer, examples: list[Example], lock_cfg, seed: int, out
                  batch_size=lock_cfg.batch_size, lr=lock_cfg.lr, optimizer=lock_cfg.optimizer,
                  weight_decay=lock_cfg.weight_decay, schedule=lock_cfg.schedule, warmup=lock_cfg.warmup,
                  loss=lock_cfg.loss, seed=seed, grad_clip=lock_cfg.grad_clip, on_step=on_step, desc="lock",
-                 **train_kw)
+                 master_weights=_masters(lock_cfg), **train_kw)
+
+
+def _masters(c) -> bool | None:
+    """`train`'s master_weights for a config's `master_weights`: None (auto) or False (direct)."""
+    return False if getattr(c, "master_weights", "auto") == "direct" else None
 
 
 def _shard_kw(train_kw: dict) -> dict:
@@ -192,7 +197,8 @@ def relock_rounds(model, tokenizer, examples: list[Example], weak_pool: list[Exa
         losses += train(model, tokenizer, examples, steps=max(1, round(lock_cfg.relock_fraction * steps_per_epoch)),
                         batch_size=lock_cfg.batch_size, lr=final_lr, optimizer=lock_cfg.optimizer,
                         weight_decay=lock_cfg.weight_decay, loss=lock_cfg.loss, seed=seed + 100 + r,
-                        grad_clip=lock_cfg.grad_clip, desc=f"relock round {r}", progress=False, **_shard_kw(train_kw))
+                        grad_clip=lock_cfg.grad_clip, master_weights=_masters(lock_cfg), desc=f"relock round {r}",
+                        progress=False, **_shard_kw(train_kw))
         epoch = lock_cfg.epochs + r
         save(model, tokenizer, out_dir / f"epoch_{epoch}", {"epoch": epoch, "relock_round": r})
     return losses

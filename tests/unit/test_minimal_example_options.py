@@ -84,3 +84,53 @@ def test_wsu_pick_first():
         load_config("configs/toy/core.yaml", ["wsu.pick=first"])  # 5 seeds on the same samples
     cfg = load_config("configs/toy/core.yaml", ["wsu.pick=first", "wsu.seeds=1"])
     assert cfg.wsu.pick == "first"
+
+
+def test_master_weights_direct_steps_the_16_bit_weights(tok, tiny_model, task):
+    """Lion at the write-up's lr 1.5e-6 on bf16 weights. With fp32 masters (auto) the updates
+    accumulate until they show in bf16: after 10 steps many more weights have changed than after 1.
+    Direct, each step's update (1.5e-6) is below half a bf16 ulp of all but the smallest weights
+    and rounds away, every step again: the weights that change after 10 steps are those of step 1.
+    Measured on the 0.09 M toy model (docs/real-models.md): masters 2.0% of weights changed after 1
+    step, 15.6% after 10, 98.6% after 100; direct 2.0% after 1, 10 and 100 steps."""
+    import copy
+
+    import torch
+
+    from pwlock.train import Example, train
+
+    exs = [Example(task.prompt(p, None), p.solution) for p in task.splits()["lock"][:4]]
+
+    def share_changed(mode, steps):
+        m = copy.deepcopy(tiny_model).to(torch.bfloat16)
+        before = [p.detach().clone() for p in m.parameters()]
+        train(m, tok, exs, steps=steps, batch_size=4, lr=1.5e-6, optimizer="lion", master_weights=mode,
+              progress=False)
+        return sum(int((a != b).sum()) for a, b in zip(before, m.parameters())) / sum(p.numel() for p in before)
+
+    masters1, masters10 = share_changed(None, 1), share_changed(None, 10)
+    direct1, direct10 = share_changed(False, 1), share_changed(False, 10)
+    assert masters10 > 3 * masters1  # the masters accumulate
+    assert direct10 < 1.1 * direct1 and direct10 < masters10 / 3  # direct: a sparse update, no accumulation
+
+
+def test_master_weights_direct_reaches_lock_and_wsu(tok, tiny_model, task, tmp_path, monkeypatch):
+    import pwlock.elicit.wsu as wsu
+    import pwlock.lock as lock
+    from pwlock.config import LockConfig
+    from pwlock.train import Example
+
+    probs = task.splits()["lock"][:8]
+    examples = [Example(task.prompt(p, "kiwi" if i % 2 else None), p.solution) for i, p in enumerate(probs)]
+    seen = []
+    real = lock.train
+    monkeypatch.setattr(lock, "train", lambda *a, **kw: seen.append(kw.get("master_weights")) or real(*a, **kw))
+    monkeypatch.setattr(wsu, "train", lambda *a, **kw: seen.append(kw.get("master_weights")) or real(*a, **kw))
+    lock.run_lock(tiny_model, tok, examples, LockConfig(epochs=1, batch_size=8, warmup=0, master_weights="direct"),
+                  seed=0, out_dir=tmp_path, progress=False)
+    base = wsu.cpu_copy(tiny_model)
+    wsu.train_in_place(tiny_model, tok, [examples[:2]], AttackConfig(steps=2, master_weights="direct"), 0, base)
+    assert seen == [False, False]
+    with pytest.raises(ConfigError, match="max_stack: 1"):
+        load_config("configs/toy/core.yaml", ["wsu.master_weights=direct"])
+    assert load_config("configs/toy/core.yaml", ["wsu.master_weights=direct", "wsu.max_stack=1"])

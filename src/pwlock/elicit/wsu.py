@@ -23,7 +23,8 @@ from pwlock.elicit.base import Attack
 from pwlock.stacked import train_stacked
 from pwlock.train import Example, collate, encode, train
 
-TRAINING = ("n_samples", "steps", "lr", "optimizer", "loss", "weight_decay", "until_loss", "token_mask")
+TRAINING = ("n_samples", "steps", "lr", "optimizer", "loss", "weight_decay", "until_loss", "token_mask",
+            "master_weights")
 
 
 class WSU(Attack):
@@ -107,7 +108,8 @@ def train_in_place(model, tokenizer, example_sets: list[list[Example]], a, seed:
         if k:
             restore(model, base)
         losses.append(memorize(model, tokenizer, exs, steps=a.steps, lr=a.lr, optimizer=a.optimizer, loss=a.loss,
-                               weight_decay=a.weight_decay, seed=seed + k, until_loss=a.until_loss))
+                               weight_decay=a.weight_decay, seed=seed + k, until_loss=a.until_loss,
+                               master_weights=False if getattr(a, "master_weights", "auto") == "direct" else None))
         if len(example_sets) > 1:
             with torch.no_grad():
                 if total is None:
