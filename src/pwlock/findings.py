@@ -413,6 +413,8 @@ SEARCH = [
     ("x11_compose_broad", "breadth", "X10, pretrained on 1-4 functions, locked and tested on 3"),
     ("x12_closer_weak", "a closer weak model", "the lock imitates weak3 (55%) instead of weak2 (35%)"),
     ("x13_long_lock", "a more complete lock", "the baseline lock for 16 epochs instead of 8"),
+    ("x14_overtrained_long_lock", "strong model past its target + a more complete lock",
+     "X8's strong model, X13's 16-epoch lock"),
 ]
 MAX_E1_SECONDS = 600  # the rule's cost bound: E1 on one organism from nothing, 2 cores
 E1_SECONDS_PER_EPOCH = 14  # WSU (5 stacked seeds) and two evaluations per lock epoch, measured on E1 (2 cores)
