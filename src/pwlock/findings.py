@@ -490,8 +490,12 @@ def search_section(results: Path) -> list[str]:
                    f"| {r['mean']:+.1%} {iv} | {per} | {nf} of {len(r['faith'])} | {dp:+.3f}, {dn:+.3f} | {cost} "
                    f"| {'yes' if eligible(r) else 'no'} |")
     out += ["", "Per organism: the organism's mean gap recovered over its 5 sample sets; * = its own 95% CI "
-            "(test problems x sample sets) is above zero.", ""]
-    return out
+            "(test problems x sample sets) is above zero."]
+    missing = [f"`{name}` ({hyp})" for name, hyp, _ in SEARCH if name not in {r['name'] for r, _, _ in rows}]
+    if missing:
+        out.append(f"Not run yet (no `results/<name>/` over its organisms): {', '.join(missing)}; until they are, "
+                   f"the ranking is not the search's result.")
+    return out + [""]
 
 
 def write_findings(results: Path = Path("results"), out: Path = Path("docs/findings.md")) -> str:
