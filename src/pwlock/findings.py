@@ -495,7 +495,7 @@ def search_section(results: Path) -> list[str]:
     if missing:
         out.append(f"Not run yet (no `results/<name>/` over its organisms): {', '.join(missing)}; until they are, "
                    f"the ranking is not the search's result.")
-    return out + [""]
+    return [*out, ""]
 
 
 def write_findings(results: Path = Path("results"), out: Path = Path("docs/findings.md")) -> str:
