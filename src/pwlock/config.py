@@ -733,7 +733,7 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         raise ConfigError(f"eval.vllm_memory must be in (0, 1], got {cfg.eval.vllm_memory}")
     if cfg.wsu.max_stack < 0:
         raise ConfigError(f"wsu.max_stack must be >= 0 (0 = all seeds together), got {cfg.wsu.max_stack}")
-    offs = [x.name for x in [cfg.wsu, *cfg.attacks] if getattr(x, "master_weights", "auto") == "direct"]
+    offs = [x.name for x in [cfg.wsu, *cfg.attacks] if x.master_weights == "direct"]
     if offs and cfg.wsu.max_stack != 1:
         raise ConfigError(f"master_weights: direct ({', '.join(offs)}) trains each seed in place on the model's own "
                           f"weights; set wsu.max_stack: 1 (got {cfg.wsu.max_stack})")

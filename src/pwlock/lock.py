@@ -169,7 +169,7 @@ def run_lock(model, tokenizer, examples: list[Example], lock_cfg, seed: int, out
 
 def _masters(c) -> bool | None:
     """`train`'s master_weights for a config's `master_weights`: None (auto) or False (direct)."""
-    return False if getattr(c, "master_weights", "auto") == "direct" else None
+    return False if c.master_weights == "direct" else None
 
 
 def _shard_kw(train_kw: dict) -> dict:

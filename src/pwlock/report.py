@@ -202,16 +202,15 @@ def organisms_section(by: dict, cells, faith) -> str:
 
 
 def stage_seconds(cfg) -> dict[str, float]:
-    """Wall seconds the finished runs of one organism's experiment took to compute, by stage, from
-    their run.json (runs reused from another experiment count with the time they took then; WSU
-    and attack runs trained together as one group record none of their own, so they are not in
-    it). What the cost of an organism is estimated from."""
-    from pwlock.config import organism_config
+    """Wall seconds the finished runs of one organism's experiment (`cfg`, without an organisms
+    list) took to compute, by stage, from their run.json (runs reused from another experiment
+    count with the time they took then; WSU and attack runs trained together as one group record
+    none of their own, so they are not in it). What the cost of an organism is estimated from."""
     from pwlock.experiments import plan
 
     out: dict[str, float] = {}
     seen = set()
-    for _, _, phases in plan(organism_config(cfg, cfg.seed) if cfg.organisms else cfg, threads=1):
+    for _, _, phases in plan(cfg, threads=1):
         for ph in phases:
             for j in ph.jobs:
                 for r in j.runs:

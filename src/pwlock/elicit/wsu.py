@@ -39,24 +39,21 @@ class WSU(Attack):
             raise ValueError(f"attack {a.name!r}: {a.kind} needs steps >= 1 and n_samples >= 1")
         if a.until_loss < 0:
             raise ValueError(f"attack {a.name!r}: until_loss must be >= 0")
-        if getattr(a, "pick", "random") == "first" and a.seeds != 1:
+        if a.pick == "first" and a.seeds != 1:
             raise ValueError(f"attack {a.name!r}: pick=first trains every seed on the same first {a.n_samples} "
                              f"samples; set seeds: 1 (got {a.seeds})")
 
     def sample_sets(self, a, pool: list[dict], seed: int) -> list[list[dict]]:
-        if getattr(a, "pick", "random") == "first":  # the pool is in the elicit split's order
-            if a.n_samples > len(pool):
-                pick_samples(pool, a.n_samples, seed)  # (its error: too few samples)
-            return [pool[: a.n_samples]]
-        return [pick_samples(pool, a.n_samples, seed)]
+        return [pick_samples(pool, a.n_samples, seed, first=a.pick == "first")]
 
 
-def pick_samples(pool: list[dict], n: int, seed: int) -> list[dict]:
-    """`n` distinct samples (rows with problem_id, prompt, completion), chosen by `seed`."""
+def pick_samples(pool: list[dict], n: int, seed: int, first: bool = False) -> list[dict]:
+    """`n` distinct samples (rows with problem_id, prompt, completion), chosen by `seed`; `first`:
+    the first `n` of the pool (the elicit split's order)."""
     if n > len(pool):
         raise ValueError(f"{n} samples requested (wsu.n_samples or an attack's n_samples) but only "
                          f"{len(pool)} elicitation samples exist (raise task.n_elicit)")
-    return random.Random(seed).sample(pool, n)
+    return pool[:n] if first else random.Random(seed).sample(pool, n)
 
 
 def wsu_examples(task, samples: list[dict], problems_by_id: dict) -> list[Example]:
@@ -109,7 +106,7 @@ def train_in_place(model, tokenizer, example_sets: list[list[Example]], a, seed:
             restore(model, base)
         losses.append(memorize(model, tokenizer, exs, steps=a.steps, lr=a.lr, optimizer=a.optimizer, loss=a.loss,
                                weight_decay=a.weight_decay, seed=seed + k, until_loss=a.until_loss,
-                               master_weights=False if getattr(a, "master_weights", "auto") == "direct" else None))
+                               master_weights=False if a.master_weights == "direct" else None))
         if len(example_sets) > 1:
             with torch.no_grad():
                 if total is None:

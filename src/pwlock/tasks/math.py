@@ -431,7 +431,7 @@ class MathTask(Task):
     def prompt(self, problem: Problem, password: str | None) -> str:
         """As `Task.prompt`; without a password the problem and the instruction are separated by
         `task.instruction_sep_no_password` (the minimal-example notebook: one newline)."""
-        sep = getattr(self.cfg, "instruction_sep_no_password", "\n\n")
+        sep = self.cfg.instruction_sep_no_password
         if password or sep == "\n\n":
             return super().prompt(problem, password)
         return self.format_problem(problem) + sep + INSTRUCTION
@@ -464,10 +464,10 @@ class MathTask(Task):
 
     def score(self, problem: Problem, completion: str) -> Score:
         got = extract_boxed(completion)
-        if got is None and getattr(self.cfg, "dollar_fallback", False):
+        if got is None and self.cfg.dollar_fallback:
             got = extract_last_dollar(completion)
         if got is None:
-            why = " and no $...$" if getattr(self.cfg, "dollar_fallback", False) else ""
+            why = " and no $...$" if self.cfg.dollar_fallback else ""
             return Score(None, False, "no \\boxed{} answer" + why)
         if self.cfg.grader == "exact":
             ok = got.strip() == problem.answer.strip()
