@@ -28,3 +28,10 @@ def tiny_model(tok):
     from pwlock.models import build_model
 
     return build_model(ArchConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64), tok, seed=0)
+
+
+@pytest.fixture(scope="session")
+def nano_runs(tmp_path_factory):
+    """One runs cache for the nano organism's integration tests (attacks, variants, audit): their
+    zoo and locks are the same runs, trained once per session."""
+    return tmp_path_factory.mktemp("nano_runs")

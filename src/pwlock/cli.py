@@ -129,6 +129,23 @@ def cmd_config(args) -> int:
     return 0
 
 
+def cmd_audit(args) -> int:
+    """`pwlock run` of the config as an audit (`kind=audit`): the battery on the lock and its control."""
+    args.overrides = [*args.overrides, "kind=audit"]
+    args.readme = None
+    args.verify = False
+    args.verify_dir = None
+    return cmd_run(args)
+
+
+def cmd_export(args) -> int:
+    from pwlock.export import export
+
+    out = export(Path(args.run), Path(args.out), args.checkpoint, Path(args.audit) if args.audit else None)
+    print(f"wrote {out}/ (loads with transformers' AutoModelForCausalLM.from_pretrained; model card README.md)")
+    return 0
+
+
 def cmd_report(args) -> int:
     from pwlock.findings import write_findings
 
@@ -168,6 +185,18 @@ def main(argv: list[str] | None = None) -> int:
                         "answers with the committed results (exit 3 if any differ); nothing is overwritten")
     r.add_argument("--verify-dir", default=None, help="with --verify: keep the recomputed runs and results here")
     r.set_defaults(fn=cmd_run)
+    au = sub.add_parser("audit", help="the config's attacks battery on its lock and an unlocked control: a report card "
+                                      "(report.md, audit.json, a figure) by the elicitor's budget")
+    au.add_argument("config", help="YAML config with an `attacks` battery, e.g. configs/toy/audit.yaml")
+    au.add_argument("overrides", nargs="*")
+    au.add_argument("--dry-run", action="store_true", help="print the planned runs; run nothing")
+    au.set_defaults(fn=cmd_audit)
+    ex = sub.add_parser("export", help="a lock checkpoint as a plain Hugging Face directory with a model card")
+    ex.add_argument("run", help="a lock run directory (runs/lock/<name>-<key>) or one of its checkpoints")
+    ex.add_argument("--out", required=True, help="the directory to write (must not exist, or be empty)")
+    ex.add_argument("--checkpoint", default=None, help="e.g. epoch_4 (default: the last epoch)")
+    ex.add_argument("--audit", default=None, help="an audit.json whose card goes in the model card")
+    ex.set_defaults(fn=cmd_export)
     c = sub.add_parser("config", help="print the resolved config (every rule that needs no data is checked)")
     c.add_argument("config", nargs="?")
     c.add_argument("overrides", nargs="*")
@@ -191,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.fn(args)
-    except (ConfigError, ValueError, FileNotFoundError, CheckpointError) as e:
+    except (ConfigError, ValueError, FileNotFoundError, FileExistsError, CheckpointError) as e:
         if os.environ.get("PWLOCK_DEBUG"):
             raise
         print(f"pwlock: error: {_one_line(e)} (set PWLOCK_DEBUG=1 for a traceback)", file=sys.stderr)

@@ -238,7 +238,10 @@ class AttackConfig:
                    "strong samples | varied: `steps` steps of batch n over a pool of weak samples | "
                    "noise: Gaussian noise, `scale` x each tensor's std | scale: weights x `scale` | "
                    "decay: weights shrunk by (1 - lr x weight_decay) per step for `steps` steps | average: "
-                   "`parts` wsu runs on disjoint sample sets, their weight changes averaged (E7)")
+                   "`parts` wsu runs on disjoint sample sets, their weight changes averaged (E7) | "
+                   "expert_iteration: RL by the task's scorer alone (sample, keep the correct, fine-tune; `rounds`) | "
+                   "prompt: another password in the prompt (`prompt`) | few_shot: n_samples strong "
+                   "demonstrations in the prompt")
     n_samples: int = _f(2, "samples per run (wsu, demos) or per batch (varied)", check=AT_LEAST_1)
     pool: int = _f(200, "varied: size of the pool of weak samples", check=AT_LEAST_1)
     steps: int = _f(200, "training / decay steps", check=AT_LEAST_1)
@@ -272,6 +275,18 @@ class AttackConfig:
                    choices=("random", "first"))
     params: dict = _f({}, "options of an attack from outside the package (`kind: module:Class`), passed to it "
                       "as they are", since="0.4")
+    rounds: int = _f(3, "expert_iteration: rounds of (sample, keep what the task's scorer marks correct, "
+                     "fine-tune)", since="0.6", check=Range(1, 100))
+    problems: int = _f(100, "expert_iteration: elicit-split problems sampled per round (no password)", since="0.6",
+                       check=AT_LEAST_1)
+    samples_per_problem: int = _f(4, "expert_iteration: completions sampled per problem and round", since="0.6",
+                                  check=Range(1, 1000))
+    sample_temperature: float = _f(1.0, "expert_iteration: sampling temperature of those completions", since="0.6",
+                                   check=POSITIVE)
+    prompt: str = _f("wrong_password", "prompt: what replaces the password in the prompt (no weight change): "
+                     "wrong_password (a random string of its length) | partial_password (a part of it) | "
+                     "paraphrase (the password changed in form: case, order, spacing, repetition)", since="0.6",
+                     choices=("wrong_password", "partial_password", "paraphrase"))
 
 
 @dataclass(frozen=True)
@@ -314,6 +329,17 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    control: bool = _f(True, "also attack an unlocked control: the strong model fine-tuned to imitate the weak one "
+                       "with no password at all (lock.password_branch=false, E13's lock); an attack that raises it "
+                       "too is no evidence of hidden capability")
+    selection: float = _f(0.5, "share of the test problems on which the worst case per budget is chosen; it is "
+                          "reported on the others (a max over noisy estimates is biased upwards on its own data)",
+                          check=Range(0.05, 0.95))
+    split_seed: int = _f(0, "seed of the selection/report split of the test problems", check=NON_NEGATIVE)
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     experiment: str = _f("core", "experiment name (results/<experiment>/)")
     seed: int = _f(0, "experiment seed: shifts every training seed", check=NON_NEGATIVE)
@@ -334,11 +360,14 @@ class ExperimentConfig:
     workers: int = _f(0, "processes for independent runs (WSU, evaluations); 0 = one per core, 1 = none",
                       check=Range(0, 4096))
     kind: str = _f("core", "core: E1 (WSU at every lock epoch) | attacks: the `attacks` list on one lock epoch "
-                   "| variants: the attacks on each of several variants of the experiment (e.g. locks)",
-                   since="0.2", choices=("core", "attacks", "variants"))
+                   "| variants: the attacks on each of several variants of the experiment (e.g. locks) | audit: "
+                   "the `attacks` battery on the lock and on an unlocked control, as a report card by the "
+                   "elicitor's budget (`pwlock audit`)",
+                   since="0.2", choices=("core", "attacks", "variants", "audit"))
     attacks: list = _f([], "attacks: elicitation attacks to compare (list of AttackConfig)", since="0.2")
     variants: list = _f([], "variants: the experiment's variants (list of VariantConfig; each runs `attacks` "
                         "on its own lock)", since="0.3")
+    audit: AuditConfig = _f(None, "audit: the report card's control and selection split", since="0.6")
     device: str = _f("cpu", "where models run: cpu | cuda | auto (CUDA when available, chosen at run time)",
                      since="0.3")
     gradient_checkpointing: bool = _f(False, "recompute activations in the backward pass of path models "
@@ -746,9 +775,12 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         what = "lock.epochs x wsu.seeds" if cfg.kind == "core" else "the attacks' seeds"
         raise ConfigError(f"{what}: {n_runs} attack runs to plan, more than {MAX_ATTACK_RUNS}")
     _check_attack(cfg.wsu)
-    if cfg.kind == "attacks":
+    if cfg.kind in ("attacks", "audit"):
         if not cfg.attacks:
-            raise ConfigError("kind=attacks needs a non-empty `attacks` list")
+            raise ConfigError(f"kind={cfg.kind} needs a non-empty `attacks` list")
+        if cfg.kind == "audit" and not cfg.lock.password_branch:
+            raise ConfigError("kind=audit audits a password-locked model; lock.password_branch=false has no password "
+                              "(it is the audit's control)")
         anames = [a.name for a in cfg.attacks]
         if any(not n.strip() for n in anames):
             raise ConfigError(f"attacks: every attack needs a name, got {anames}")

@@ -103,8 +103,18 @@ def check_lengths(cfg: ExperimentConfig, task, splits: dict, toy: list) -> None:
     need = len(prompt) + cfg.eval.max_new_tokens + 1
     pre = max(splits.get("pretrain", []), key=lambda p: len(task.prompt(p, None)) + len(p.solution), default=None)
     need_pre = len(task.prompt(pre, None)) + len(pre.solution) + 1 if pre is not None else 0
+    plain = max((len(task.prompt(p, None)) for p in gen), default=0)
+    shots = [a for a in (cfg.attacks if cfg.kind != "core" else []) if a.kind == "few_shot"]
     for m in toy:
         mp = m.arch.max_positions
+        for a in shots:  # demonstrations in front of the prompt: bounded by their longest possible length
+            from pwlock.elicit.few_shot import longest_prompt
+
+            n = longest_prompt(a.n_samples, plain, cfg.eval.max_new_tokens) + cfg.eval.max_new_tokens + 1
+            if n > mp:
+                raise ValueError(f"attack {a.name!r} (few_shot, n_samples={a.n_samples}): prompts with its "
+                                 f"demonstrations may take {n} tokens, more than zoo model {m.name!r}'s "
+                                 f"arch.max_positions={mp}; lower n_samples")
         if need > mp:
             raise ValueError(f"zoo model {m.name!r}: arch.max_positions={mp} is shorter than its longest sequence, "
                              f"{need} tokens (a prompt of {len(prompt)}, {prompt!r}, + eval.max_new_tokens="

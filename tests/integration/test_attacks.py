@@ -22,11 +22,11 @@ attacks:
 """
 
 
-def test_attacks_experiment(tmp_path):
+def test_attacks_experiment(tmp_path, nano_runs):
     cfg = tmp_path / "attacks.yaml"
     cfg.write_text(ZOO + ATTACKS)
     args = ["run", str(cfg), *[a for a in NANO if not a.startswith("experiment=")], "experiment=att",
-            f"runs_dir={tmp_path / 'runs'}", f"out_dir={tmp_path / 'out'}"]
+            f"runs_dir={nano_runs}", f"out_dir={tmp_path / 'out'}"]
     assert main(args) == 0
     out = tmp_path / "out"
     for f in ("results.csv", "summary.json", "att.png", "report.md"):
@@ -50,12 +50,12 @@ def test_attacks_experiment(tmp_path):
         assert df[df.attack == name].accuracy.iloc[0] == base.accuracy
     assert at["halved"]["epoch"] == 1 and "1" in s["locked"]
     # two different noise draws: different completions
-    draws = [(tmp_path / "runs" / r / "records.jsonl").read_text() for r in df[df.attack == "noise"].run]
+    draws = [(nano_runs / r / "records.jsonl").read_text() for r in df[df.attack == "noise"].run]
     assert len(draws) == 2 and draws[0] != draws[1]
     # cached: a second run computes nothing
-    journal = (tmp_path / "runs" / "journal.log").read_text()
+    journal = (nano_runs / "journal.log").read_text()
     assert main(args) == 0
-    assert (tmp_path / "runs" / "journal.log").read_text() == journal
+    assert (nano_runs / "journal.log").read_text() == journal
 
 
 VARIANTS = """
@@ -74,11 +74,11 @@ variants:
 """
 
 
-def test_variants_experiment(tmp_path):
+def test_variants_experiment(tmp_path, nano_runs):
     cfg = tmp_path / "variants.yaml"
     cfg.write_text(ZOO + VARIANTS)
     args = ["run", str(cfg), *[a for a in NANO if not a.startswith("experiment=")], "experiment=var",
-            f"runs_dir={tmp_path / 'runs'}", f"out_dir={tmp_path / 'out'}"]
+            f"runs_dir={nano_runs}", f"out_dir={tmp_path / 'out'}"]
     assert main(args) == 0
     out = tmp_path / "out"
     for f in ("results.csv", "summary.json", "var.png", "report.md"):
@@ -86,8 +86,10 @@ def test_variants_experiment(tmp_path):
     s = json.loads((out / "summary.json").read_text())["variants"]
     assert list(s) == ["plain", "soft", "imitation", "mitigated"]
     assert s["imitation"]["gap_reference"] == "strong" and s["plain"]["gap_reference"] == "locked_pwd"
-    runs = tmp_path / "runs"
-    locks = [p for p in (runs / "lock").iterdir() if p.is_dir()]
+    runs = nano_runs  # (shared with the other nano tests: the variants' locks are those of this experiment)
+    ids = {json.loads((runs / r / "run.json").read_text())["upstream"]["lock"]
+           for r in pd.read_csv(out / "results.csv").query("attack == 'wsu'").run}
+    locks = [runs / i for i in ids]
     assert len(locks) == 4  # one lock per variant
     assert sum((p / "epoch_3").is_dir() for p in locks) == 1  # the relocking round of `mitigated`
     # lock steps = ceil(examples / 16) x 2 epochs: 100 problems x 1 (imitation: no password examples),

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import importlib
 
-from pwlock.elicit.base import Attack, Inputs
+from pwlock.elicit.base import BUDGETS, Attack, Inputs
 
-KINDS = ("wsu", "demos", "varied", "noise", "scale", "decay", "average")
+KINDS = ("wsu", "demos", "varied", "noise", "scale", "decay", "average", "expert_iteration", "prompt", "few_shot")
 
 
 def _attack_class(kind: str) -> type[Attack]:
@@ -43,4 +43,4 @@ def get_attack(kind: str) -> Attack:
     return ATTACKS[kind]()
 
 
-__all__ = ["ATTACKS", "KINDS", "Attack", "Inputs", "get_attack"]
+__all__ = ["ATTACKS", "BUDGETS", "KINDS", "Attack", "Inputs", "get_attack"]

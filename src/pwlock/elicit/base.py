@@ -6,13 +6,18 @@ two shapes:
   memorizes (`sample_sets`); the stage trains every set with WSU's training
   (`pwlock.elicit.wsu`: all the seeds' sets stacked in one model, or one at a time in place) and
   the seed's model is the mean of its sets' trained weights (one set: the trained weights);
-- **applied** (`trains = False`: noise, scale, decay, varied, ...): `apply` changes the model in
-  place for one seed and returns extra results.
+- **applied** (`trains = False`: noise, scale, decay, varied, expert_iteration, ...): `apply`
+  changes the model in place for one seed and returns extra results;
+- **prompted** (`prompted = True`: prompt, few_shot): no weight change; `eval_task` gives the
+  task whose prompts the seed is evaluated with (another password, demonstrations in front).
+
+`budget` says what the elicitor needs (the audit's report card groups attacks by it): no data,
+weak samples, strong demonstrations, or a reward signal (the task's scorer).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from pwlock.config import AttackConfig
 
@@ -29,12 +34,19 @@ class Inputs:
     pool: list[dict]      # samples of `source` on the elicit split (empty without a source)
     by_id: dict           # problem id -> Problem
     password: str
+    elicit: list = field(default_factory=list)  # the elicit split's problems (e.g. expert iteration's)
+    eval: object = None                          # the experiment's EvalConfig (generation length, batch)
+
+
+BUDGETS = ("no data", "weak samples", "strong demos", "reward signal")
 
 
 class Attack:
     kind: str = ""
     source: str | None = None    # "weak" | "strong": whose elicit-split samples it trains on
     trains: bool = False
+    prompted: bool = False        # evaluated with other prompts (`eval_task`), the weights untouched
+    budget: str = "weak samples"  # one of BUDGETS: what an elicitor needs to run it
     fields: tuple[str, ...] = ()  # the AttackConfig fields it reads, beyond COMMON
 
     def check(self, a: AttackConfig) -> None:
@@ -66,6 +78,10 @@ class Attack:
         """Applied attacks: change `model` in place for one seed; extra results for its run."""
         raise NotImplementedError
 
+    def eval_task(self, task, a: AttackConfig, seed: int, inputs: Inputs):
+        """Prompted attacks: the task (a `PromptedTask`) seed `seed` is evaluated with."""
+        raise NotImplementedError
+
     def copies(self, a: AttackConfig, max_stack: int) -> int:
         """Models trained at once (the memory estimate of the dry run; 0: nothing is trained)."""
         if not self.trains:
@@ -74,3 +90,19 @@ class Attack:
 
     def sets_per_seed(self, a: AttackConfig) -> int:
         return 1
+
+
+class PromptedTask:
+    """`task` with other prompts: `prompt(problem, password)` is `make(problem)` whatever the
+    password (a prompted attack's evaluation); everything else is the task's own."""
+
+    def __init__(self, task, make, label: str = "") -> None:
+        self.task = task
+        self.make = make
+        self.label = label  # what replaced the password (results: `prompted_with`)
+
+    def prompt(self, problem, password=None) -> str:
+        return self.make(problem)
+
+    def __getattr__(self, name: str):
+        return getattr(self.task, name)

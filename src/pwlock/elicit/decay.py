@@ -10,6 +10,7 @@ from pwlock.elicit.base import Attack
 
 class Decay(Attack):
     kind = "decay"
+    budget = "no data"
     fields = ("lr", "weight_decay", "steps")
 
     def n_seeds(self, a) -> int:

@@ -9,3 +9,4 @@ from pwlock.elicit.wsu import WSU
 class Demos(WSU):
     kind = "demos"
     source = "strong"
+    budget = "strong demos"

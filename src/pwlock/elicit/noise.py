@@ -10,6 +10,7 @@ from pwlock.elicit.base import Attack
 
 class Noise(Attack):
     kind = "noise"
+    budget = "no data"
     fields = ("scale",)
 
     def check(self, a) -> None:

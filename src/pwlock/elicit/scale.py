@@ -9,6 +9,7 @@ from pwlock.elicit.base import Attack
 
 class Scale(Attack):
     kind = "scale"
+    budget = "no data"
     fields = ("scale",)
 
     def check(self, a) -> None:

@@ -4,6 +4,7 @@
     core      E1: the lock, WSU at the end of every lock epoch, every evaluation
     attacks   the `attacks` list on one lock (E3-E7, E11, E15, ...)
     variants  the attacks on each variant of the experiment, each its own lock (E2, E8-E10, E12-E14)
+    audit     the attacks battery on the lock and an unlocked control: a report card (`pwlock audit`)
 
 Any kind runs over several organisms (`organisms: [0, 1, 2]`): organism k is the experiment with
 `seed=k`, run after the one before; every row carries its `organism`.
@@ -12,9 +13,9 @@ Any kind runs over several organisms (`organisms: [0, 1, 2]`): organism k is the
 from __future__ import annotations
 
 from pwlock.config import organism_config, organism_list
-from pwlock.experiments import attacks, core, variants
+from pwlock.experiments import attacks, audit, core, variants
 
-KINDS = {"core": core, "attacks": attacks, "variants": variants}
+KINDS = {"core": core, "attacks": attacks, "variants": variants, "audit": audit}
 
 
 def run(cfg) -> list[dict]:

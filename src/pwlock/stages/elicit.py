@@ -113,7 +113,8 @@ def _compute(ctx: Context, lock_run: Run, g: Group, sources: dict[str, Run], rs:
     pool = read_jsonl(sources[attack.source].dir / "samples.jsonl") if attack.source else []
     if attack.source:
         check_not_empty(sources[attack.source], (x["completion"] for x in pool))
-    inputs = Inputs(tok, task, pool, ctx.by_id, ctx.cfg.password.password)
+    inputs = Inputs(tok, task, pool, ctx.by_id, ctx.cfg.password.password, elicit=ctx.splits.get("elicit", []),
+                    eval=ctx.cfg.eval)
     c0, t0 = ComputeClock.seconds, time.time()
     in_place = ctx.cfg.wsu.max_stack == 1
     if in_place:  # trained as it is (not stacked): gradient checkpointing for a path model
@@ -130,6 +131,9 @@ def _compute(ctx: Context, lock_run: Run, g: Group, sources: dict[str, Run], rs:
         if start:
             c0, t0 = ComputeClock.seconds, time.time()
         seeds = [r.spec["seed"] for r in chunk]
+        if attack.prompted:  # the model as it is, each seed with its own prompts
+            _evaluate_prompted(ctx, model, tok, task, a, attack, inputs, chunk, t0, c0)
+            continue
         if attack.trains:
             finals, extras, chosen = train_seeds(model, tok, task, a, attack, pool, seeds, ctx.by_id,
                                                  inputs.password, base)
@@ -157,6 +161,27 @@ def _compute(ctx: Context, lock_run: Run, g: Group, sources: dict[str, Run], rs:
             r.compute(fn)
         if base is not None:
             restore(model, base)
+
+
+def _evaluate_prompted(ctx: Context, model, tok, task, a, attack, inputs: Inputs, chunk: list[Run], t0: float,
+                       c0: float) -> None:
+    """A prompted attack's seeds: the model unchanged, evaluated with each seed's prompts."""
+    test = ctx.splits["test"]
+    for r in chunk:
+        if r.done:
+            continue
+        ptask = attack.eval_task(task, a, r.spec["seed"], inputs)
+        t1 = time.time()
+        comps = complete_many(model, [{}], tok, ptask, test, None, ctx.cfg.eval)[0]
+        group = {"group_train_seconds": 0.0, "group_eval_seconds": round(time.time() - t1, 3),
+                 "group_compute_seconds": round(ComputeClock.seconds - c0, 3), "group_size": 1}
+
+        def fn(d: Path, ptask=ptask, comps=comps, group=group) -> dict:
+            res = write_records(ptask, test, None, comps, d / "records.jsonl")
+            return {**res, "prompted_with": ptask.label, **group}
+
+        r.compute(fn)
+        c0 = ComputeClock.seconds
 
 
 def _copy(model):
