@@ -320,6 +320,9 @@ class EvalConfig:
     batch_size: int = _f(1000, "prompts per generation batch (greedy results do not depend on it; "
                          "temperature samples do, so it is in their run key when not 1000)", check=AT_LEAST_1)
     max_new_tokens: int = _f(40, "generation budget per answer", check=AT_LEAST_1)
+    max_length: int = _f(0, "a cap on prompt + answer tokens (0 = none): each answer gets at most max_length minus its "
+                         "prompt's tokens, and never more than max_new_tokens (the minimal-example notebook's "
+                         "`generate(max_length=1024)`, known from its helper code)", since="0.6", check=NON_NEGATIVE)
     backend: str = _f("transformers", "generation of the sampling and evaluation runs: transformers | vllm "
                       "(path models on a CUDA GPU, `pip install vllm`; WSU and attack groups always use "
                       "transformers: their weights are in memory)", since="0.3",

@@ -163,6 +163,9 @@ class Context:
             self.numerics_spec = {"numerics": cfg.numerics}
             if (cfg.threads or numerics.PORTABLE_THREADS) != numerics.PORTABLE_THREADS:
                 self.numerics_spec["threads"] = cfg.threads
+        # eval.max_length (a cap on prompt + answer) changes what is generated: in the keys of the runs that
+        # generate (samples, eval, attacks) when set; at 0 they keep their keys
+        self.max_length_spec = {"max_length": cfg.eval.max_length} if cfg.eval.max_length else {}
         self.device = hf.resolve_device(cfg.device)
         if self.device.type == "cuda" and not plan_only:  # (a dry run may plan a GPU run on a laptop)
             if not torch.cuda.is_available():
@@ -257,7 +260,8 @@ class Context:
             task = self.task_for(run, tok)
             prompts = prompts_of(task)
             m = self.model_cfg(run)
-            comps = vllm_backend.generate(d, tok, prompts, max_new_tokens=ec.max_new_tokens, temperature=temperature,
+            comps = vllm_backend.generate(d, tok, prompts, max_new_tokens=ec.max_new_tokens, max_length=ec.max_length,
+                                          temperature=temperature,
                                           seed=seed, dtype=self.dtype(m), trust_remote_code=m.trust_remote_code,
                                           gpu_memory_utilization=ec.vllm_memory)
             return task, prompts, comps
@@ -265,4 +269,4 @@ class Context:
         task = self.task_for(run, tok)
         prompts = prompts_of(task)
         return task, prompts, generate(model, tok, prompts, max_new_tokens=ec.max_new_tokens, temperature=temperature,
-                                       seed=seed, batch_size=ec.batch_size, desc=desc)
+                                       seed=seed, batch_size=ec.batch_size, desc=desc, max_length=ec.max_length)

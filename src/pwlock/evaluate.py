@@ -34,7 +34,7 @@ def evaluate(model, tokenizer, task, problems, password: str | None, eval_cfg, o
     """Greedy accuracy of `model` on `problems`; records go to `out` (JSONL) if given."""
     prompts = [task.prompt(p, password) for p in problems]
     comps = generate(model, tokenizer, prompts, max_new_tokens=eval_cfg.max_new_tokens,
-                     temperature=0.0, batch_size=eval_cfg.batch_size, desc=desc)
+                     temperature=0.0, batch_size=eval_cfg.batch_size, desc=desc, max_length=eval_cfg.max_length)
     return _score(task, problems, prompts, comps, out)
 
 
@@ -49,10 +49,11 @@ def complete_many(model, weights: Sequence[Mapping[str, torch.Tensor]], tokenize
     prompts = [task.prompt(p, password) for p in problems]
     if len(weights) == 1 and not weights[0]:  # the model itself (attacked in place): no copy of its weights
         return [generate(model, tokenizer, prompts, max_new_tokens=eval_cfg.max_new_tokens, temperature=0.0,
-                         batch_size=eval_cfg.batch_size, desc=desc)]
+                         batch_size=eval_cfg.batch_size, desc=desc, max_length=eval_cfg.max_length)]
     if stacked_sampling.supports(model):
         comps = stacked_sampling.generate_stacked(model, weights, tokenizer, prompts,
                                                   max_new_tokens=eval_cfg.max_new_tokens,
+                                                  max_length=eval_cfg.max_length,
                                                   batch_size=eval_cfg.batch_size, desc=desc)
     else:
         own = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -62,7 +63,8 @@ def complete_many(model, weights: Sequence[Mapping[str, torch.Tensor]], tokenize
                 for n, p in model.named_parameters():
                     p.copy_(w.get(n, own[n]))
                 comps.append(generate(model, tokenizer, prompts, max_new_tokens=eval_cfg.max_new_tokens,
-                                      temperature=0.0, batch_size=eval_cfg.batch_size, desc=desc))
+                                      temperature=0.0, batch_size=eval_cfg.batch_size, desc=desc,
+                                      max_length=eval_cfg.max_length))
             for n, p in model.named_parameters():
                 p.copy_(own[n])
     return comps

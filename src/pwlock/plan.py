@@ -183,7 +183,8 @@ def _seq_len(p) -> int:
     strong = p.zoo_cfg[cfg.strong_model]
     longest = max((len(p.task.prompt(q, cfg.password.password)) for q in p.splits["lock"]), default=0)
     prompt_tokens = longest if not strong.path else longest // 3 + 40  # ~3 characters a token, chat template
-    return prompt_tokens + cfg.eval.max_new_tokens + 1
+    n = prompt_tokens + cfg.eval.max_new_tokens + 1
+    return min(n, cfg.eval.max_length + 1) if cfg.eval.max_length else n
 
 
 def memory_lines(p) -> list[str]:

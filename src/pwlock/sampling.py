@@ -16,6 +16,14 @@ from tqdm.auto import tqdm
 from pwlock.utils import ComputeClock
 
 
+def budgets(enc: Sequence[Sequence[int]], max_new_tokens: int, max_length: int) -> torch.Tensor:
+    """Tokens each prompt (token ids) may generate: `max_new_tokens`, and with `max_length` > 0 at
+    most `max_length` minus the prompt's length (0 for a prompt that already fills it)."""
+    if not max_length:
+        return torch.full((len(enc),), max_new_tokens, dtype=torch.long)
+    return torch.tensor([max(0, min(max_new_tokens, max_length - len(e))) for e in enc], dtype=torch.long)
+
+
 def _cache_kwarg(model) -> str:
     # transformers >= 5.2x renamed `past_key_values` to `cache`; accept both.
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
@@ -44,8 +52,11 @@ def generate(
     seed: int = 0,
     batch_size: int = 256,
     desc: str | None = None,
+    max_length: int = 0,
 ) -> list[str]:
-    """Completions (EOS and everything after it removed) for `prompts`, in order."""
+    """Completions (EOS and everything after it removed) for `prompts`, in order. `max_length`
+    (0 = none): prompt + completion tokens at most this (each completion also at most
+    `max_new_tokens`), as `transformers`' `generate(max_length=...)` counts them."""
     model.eval()
     device = next(model.parameters()).device
     gen = torch.Generator(device="cpu").manual_seed(seed)
@@ -68,6 +79,7 @@ def generate(
         cache, logits = _cache_of(res), res.logits[:, -1]
         pos = pos[:, -1:]
         B = len(enc)
+        limit = budgets(enc, max_new_tokens, max_length).to(device)
         out_tok = torch.full((B, max_new_tokens), eos, dtype=torch.long)
         rows = torch.arange(B)  # original row of each active row
         fin = torch.zeros(B, dtype=torch.bool, device=device)  # active rows that emitted EOS
@@ -81,7 +93,7 @@ def generate(
                 nxt = torch.multinomial(probs, 1, generator=gen).squeeze(1)[rows].to(device)
             else:
                 nxt = logits.argmax(-1)
-            nxt = torch.where(fin, torch.full_like(nxt, eos), nxt)
+            nxt = torch.where(fin | (limit[rows.to(device)] <= t), torch.full_like(nxt, eos), nxt)
             out_tok[rows, t] = nxt.cpu()
             fin |= nxt == eos
             if bool(fin.all()) or t == max_new_tokens - 1:

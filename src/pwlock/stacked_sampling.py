@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from pwlock.sampling import budgets
 from pwlock.utils import ComputeClock
 
 
@@ -143,6 +144,7 @@ def generate_stacked(
     seeds: Sequence[int] | None = None,
     batch_size: int = 256,
     desc: str | None = None,
+    max_length: int = 0,
 ) -> list[list[str]]:
     """Completions of K models for the same `prompts`: out[k][i] is model k's completion of prompt i.
 
@@ -184,6 +186,7 @@ def generate_stacked(
         with ComputeClock():
             logits = net(ids[None].expand(K, B, T), pos, mask)
         pos = pos[:, -1:]
+        limit = budgets(enc, max_new_tokens, max_length).to(device)
         out_tok = torch.full((K, B, max_new_tokens), eos, dtype=torch.long)
         rows = torch.arange(B)  # original row of each active row
         fin = torch.zeros((K, B), dtype=torch.bool, device=device)
@@ -198,7 +201,7 @@ def generate_stacked(
                 nxt = nxt.to(device)
             else:
                 nxt = logits.argmax(-1)
-            nxt = torch.where(fin, torch.full_like(nxt, eos), nxt)
+            nxt = torch.where(fin | (limit[rows.to(device)] <= t)[None], torch.full_like(nxt, eos), nxt)
             out_tok[:, rows, t] = nxt.cpu()
             fin |= nxt == eos
             if bool(fin.all()) or t == max_new_tokens - 1:

@@ -48,7 +48,7 @@ def _has_cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def generate(model_dir: str | Path, tokenizer, prompts: Sequence[str], *, max_new_tokens: int,
+def generate(model_dir: str | Path, tokenizer, prompts: Sequence[str], *, max_new_tokens: int, max_length: int = 0,
              temperature: float = 0.0, seed: int = 0, dtype: torch.dtype = torch.bfloat16,
              trust_remote_code: bool = False, gpu_memory_utilization: float = 0.85) -> list[str]:
     """Completions of `prompts` by the model in `model_dir` (a Hugging Face directory), as
@@ -60,10 +60,15 @@ def generate(model_dir: str | Path, tokenizer, prompts: Sequence[str], *, max_ne
                    seed=seed, trust_remote_code=trust_remote_code, gpu_memory_utilization=gpu_memory_utilization)
     eos = tokenizer.eos_token_id
     # one seed per prompt: a shared SamplingParams seed would give every request the same random draws
-    params = [vllm.SamplingParams(n=1, temperature=float(temperature), max_tokens=max_new_tokens,
+    enc = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+    from pwlock.sampling import budgets
+
+    limit = budgets(enc, max_new_tokens, max_length).tolist()
+    # (vLLM wants max_tokens >= 1: a prompt that fills max_length gets one token, dropped below)
+    params = [vllm.SamplingParams(n=1, temperature=float(temperature), max_tokens=max(1, limit[i]),
                                   seed=request_seed(seed, i), stop_token_ids=[eos], skip_special_tokens=True)
               for i in range(len(prompts))]
-    inputs = [{"prompt_token_ids": ids} for ids in tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
+    inputs = [{"prompt_token_ids": ids} for ids in enc]
     try:
         outs = llm.generate(inputs, params, use_tqdm=len(inputs) > 1)
     finally:
@@ -71,8 +76,8 @@ def generate(model_dir: str | Path, tokenizer, prompts: Sequence[str], *, max_ne
         del llm  # the engine's weights and KV cache go with it
         _free_cuda()
     comps = []
-    for o in outs:
-        ids = list(o.outputs[0].token_ids)
+    for o, n in zip(outs, limit):
+        ids = list(o.outputs[0].token_ids)[:n]
         if eos in ids:
             ids = ids[: ids.index(eos)]
         comps.append(tokenizer.decode(ids, skip_special_tokens=True))

@@ -39,7 +39,7 @@ class ExpertIteration(Attack):
             rows = [p for p in probs for _ in range(a.samples_per_problem)]
             prompts = [task.prompt(p, None) for p in rows]
             comps = generate(model, tok, prompts, max_new_tokens=ec.max_new_tokens, temperature=a.sample_temperature,
-                             seed=rng.randrange(2**31), batch_size=ec.batch_size)
+                             seed=rng.randrange(2**31), batch_size=ec.batch_size, max_length=ec.max_length)
             kept = [Example(pr, c) for p, pr, c in zip(rows, prompts, comps) if task.score(p, c).correct]
             success.append(len(kept) / len(rows))
             kept_n.append(len(kept))

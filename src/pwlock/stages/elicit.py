@@ -49,7 +49,8 @@ class Group:
 def run(ctx: Context, lock_run: Run, g: Group, seed_idx: int, sources: dict[str, Run]) -> Run:
     c, a = ctx.cfg, g.attack
     attack = get_attack(a.kind)
-    common = {"epoch": g.epoch, "task": ctx.task_spec, "max_new_tokens": c.eval.max_new_tokens, **ctx.numerics_spec}
+    common = {"epoch": g.epoch, "task": ctx.task_spec, "max_new_tokens": c.eval.max_new_tokens, **ctx.numerics_spec,
+              **ctx.max_length_spec}
     if g.stage == "wsu":  # E1's WSU
         wsu = spec_dict(c.wsu)
         for k in ("seeds", "name", "kind", "epoch", "pool", "scale"):

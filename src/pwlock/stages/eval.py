@@ -13,7 +13,8 @@ def run(ctx: Context, model_run: Run, ckpt: str, with_password: bool) -> Run:
     c = ctx.cfg
     # left out: the evaluation batch size (greedy text does not depend on it), threads, device
     spec = {"ckpt": ckpt, "password": [c.password.password, c.password.position] if with_password else None,
-            "task": ctx.task_spec, "max_new_tokens": c.eval.max_new_tokens, **ctx.numerics_spec}
+            "task": ctx.task_spec, "max_new_tokens": c.eval.max_new_tokens, **ctx.numerics_spec,
+            **ctx.max_length_spec}
     if c.eval.backend != "transformers":
         spec["backend"] = c.eval.backend
     return Run(ctx.runs_dir, "eval", f"{model_run.name}-{ckpt}-{'pwd' if with_password else 'nopwd'}", spec,

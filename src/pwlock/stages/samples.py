@@ -15,7 +15,8 @@ DEFAULT_EVAL_BATCH = EvalConfig().batch_size
 def run(ctx: Context, model_run: Run, split: str, temperature: float) -> Run:
     ec = ctx.cfg.eval
     spec = {"split": split, "temperature": temperature, "task": ctx.task_spec, "max_new_tokens": ec.max_new_tokens,
-            "seed": derive_seed("samples", ctx.cfg.seed, split, temperature), **ctx.numerics_spec}
+            "seed": derive_seed("samples", ctx.cfg.seed, split, temperature), **ctx.numerics_spec,
+            **ctx.max_length_spec}
     # left out: the batch size of greedy sampling (it does not change greedy text), threads, device
     if temperature > 0 and ec.batch_size != DEFAULT_EVAL_BATCH and ec.backend != "vllm":
         spec["batch_size"] = ec.batch_size  # one random generator walks the batches: text depends on it
