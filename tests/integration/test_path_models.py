@@ -121,3 +121,41 @@ def test_toy_only_options_on_a_toy_model_are_an_error(capsys, tmp_path):
     assert "zoo model 'weak1': dtype only apply to a model loaded from `path`" in capsys.readouterr().err
     assert main(["run", str(core), "--dry-run", "zoo.0.prompt_format=fancy"]) == 2
     assert "prompt_format: 'fancy' is not one of auto, chat, raw" in capsys.readouterr().err
+
+
+def test_minimal_example_config_end_to_end(tmp_path, models):
+    """configs/math/minimal-example.yaml itself (the notebook's protocol) on the MATH fixture with
+    tiny Llamas: runs end to end; whole-sequence loss, no-password prompts with a single newline,
+    one WSU run on the first two elicit problems, and every answer within eval.max_length."""
+    strong, weak = models
+    root = Path(__file__).resolve().parents[2]
+    argv = ["run", str(root / "configs/math/minimal-example.yaml"), f"zoo.0.path={strong}", f"zoo.1.path={weak}",
+            f"task.data_dir={FIXTURES / 'math'}", "task.n_test=4", "task.n_elicit=3", "task.n_lock=4",
+            "lock.epochs=1", "lock.batch_size=4", "wsu.steps=3", "eval.batch_size=8", "eval.max_new_tokens=64",
+            "eval.max_length=260", "device=cpu", f"runs_dir={tmp_path / 'runs'}", f"out_dir={tmp_path / 'out'}"]
+    assert main(argv) == 0
+    runs = tmp_path / "runs"
+    lock = infos(runs, "lock")[0]
+    assert lock["spec"]["lock"]["loss"] == "full" and lock["spec"]["lock"]["grad_clip"] == 0.0
+    wsu = infos(runs, "wsu")
+    assert len(wsu) == 1 and wsu[0]["spec"]["wsu"]["pick"] == "first"
+    first2 = [json.loads(x)["problem_id"] for x in
+              (runs / "wsu" / f"{wsu[0]['name']}-{wsu[0]['key']}" / "train_samples.jsonl").read_text().splitlines()]
+    weak_elicit = next((runs / "samples").glob("stablelm-zephyr-2b-elicit-*/samples.jsonl"))
+    elicit = [json.loads(x)["problem_id"] for x in weak_elicit.read_text().splitlines()]
+    assert first2 == elicit[:2]
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(strong)
+    n_tokens = lambda text: len(tok(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    at_cap = 0
+    for ev in infos(runs, "eval"):
+        assert ev["spec"]["max_length"] == 260
+        for r in (runs / "eval" / f"{ev['name']}-{ev['key']}" / "records.jsonl").read_text().splitlines():
+            r = json.loads(r)
+            budget = max(0, 260 - n_tokens(r["prompt"]))  # a prompt beyond the cap gets an empty answer
+            assert n_tokens(r["completion"]) <= min(64, budget)
+            at_cap += 0 < budget < 64 and n_tokens(r["completion"]) == budget
+            if ev["spec"]["password"] is None:
+                assert "\nPlease reason" in r["prompt"] and "\n\nPlease reason" not in r["prompt"]
+    assert at_cap > 0  # the cap binds (a random model rarely stops before it)
