@@ -63,7 +63,8 @@ def test_audit_card_control_cache_and_export(tmp_path, nano_runs):
     res = json.loads((runs / ei / "run.json").read_text())["results"]
     assert len(res["round_success"]) == 2 and len(res["round_kept"]) == 2
     text = (out / "report.md").read_text()
-    assert "chosen on 50" in text and "Control" in text
+    assert "chosen on 50" in text and "Control" in text and "φ" in text
+    assert at["noise"]["phi"] > 0 and "control_phi" in at["noise"]
     # cached: a second audit computes nothing
     journal = (runs / "journal.log").read_text()
     assert main(_args(tmp_path, nano_runs, cfg)) == 0
