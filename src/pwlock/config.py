@@ -169,6 +169,16 @@ class PasswordConfig:
 
 
 @dataclass(frozen=True)
+class LoRAConfig:
+    r: int = _f(0, "LoRA rank (peft): train low-rank adapters on target_modules instead of every weight, merged into "
+                "the weights after training (0 = full fine-tuning)", check=Range(0, 4096))
+    alpha: float = _f(16.0, "LoRA scaling numerator (the adapters' update is scaled by alpha / r)", check=POSITIVE)
+    dropout: float = _f(0.0, "dropout on the adapters' input", check=Range(0, 1, hi_open=True))
+    target_modules: list = _f(["q_proj", "k_proj", "v_proj", "o_proj"], "module names the adapters go on (Llama "
+                              "names; e.g. add gate_proj, up_proj, down_proj for the MLP)", item=str)
+
+
+@dataclass(frozen=True)
 class LockConfig:
     weak_model: str = _f("weak2", "zoo model whose samples are imitated without password")
     start_model: str = _f("", "zoo model the lock trains (empty = strong_model, whose samples are imitated "
@@ -223,6 +233,9 @@ class LockConfig:
                           "no effect. Not in the run key: the sharded lock equals the single-process one "
                           "up to float rounding (the world size is in the lock's results)", since="0.4",
                           choices=("fsdp", "ddp"))
+    lora: LoRAConfig = _f(LoRAConfig(), "LoRA for the lock (r > 0): the lock trains adapters on the start model; each "
+                          "epoch's checkpoint holds the merged weights, so every attack reads a plain model",
+                          since="0.6")
     fsdp_compute_dtype: str = _f("", "a sharded fsdp lock of a model loaded in fp32 (zoo dtype: fp32): compute "
                                  "in this dtype (bf16: FSDP mixed precision, fp32 master weights, optimizer "
                                  "state and gradient reduction; what Lion at lr ~1e-6 on a 7B model needs); "
@@ -275,6 +288,9 @@ class AttackConfig:
                    choices=("random", "first"))
     params: dict = _f({}, "options of an attack from outside the package (`kind: module:Class`), passed to it "
                       "as they are", since="0.4")
+    lora: LoRAConfig = _f(LoRAConfig(), "wsu/demos/average: train LoRA adapters (r > 0) on the attacked model instead "
+                          "of every weight, merged after each run (an elicitor restricted to adapters; needs "
+                          "wsu.max_stack: 1)", since="0.6")
     rounds: int = _f(3, "expert_iteration: rounds of (sample, keep what the task's scorer marks correct, "
                      "fine-tune)", since="0.6", check=Range(1, 100))
     problems: int = _f(100, "expert_iteration: elicit-split problems sampled per round (no password)", since="0.6",
@@ -765,6 +781,10 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         raise ConfigError(f"eval.vllm_memory must be in (0, 1], got {cfg.eval.vllm_memory}")
     if cfg.wsu.max_stack < 0:
         raise ConfigError(f"wsu.max_stack must be >= 0 (0 = all seeds together), got {cfg.wsu.max_stack}")
+    loras = [x.name for x in [cfg.wsu, *cfg.attacks] if x.lora.r]
+    if loras and cfg.wsu.max_stack != 1:
+        raise ConfigError(f"lora ({', '.join(loras)}) trains each seed's adapters in place on the model; set "
+                          f"wsu.max_stack: 1 (got {cfg.wsu.max_stack})")
     offs = [x.name for x in [cfg.wsu, *cfg.attacks] if x.master_weights == "direct"]
     if offs and cfg.wsu.max_stack != 1:
         raise ConfigError(f"master_weights: direct ({', '.join(offs)}) trains each seed in place on the model's own "

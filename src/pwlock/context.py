@@ -173,6 +173,10 @@ class Context:
             if self.device.index is not None and self.device.index >= torch.cuda.device_count():
                 raise ValueError(f"device: {cfg.device!r} but this machine has {torch.cuda.device_count()} CUDA "
                                  f"device(s)")
+        if cfg.lock.lora.r or any(a.lora.r for a in [cfg.wsu, *cfg.attacks]):
+            from pwlock import lora
+
+            lora.import_peft()  # before any work: no peft here stops the run now
         if cfg.eval.backend == "vllm" and not plan_only:
             vllm_backend.import_vllm()  # before any work: no vllm or no GPU here stops the run now
         # Toy models (trained here) share one character tokenizer; path models bring their own.

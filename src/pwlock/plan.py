@@ -151,10 +151,11 @@ def model_shape(p, name: str) -> ModelShape:
 
 
 def memory_estimate(shape: ModelShape, dtype: str, optimizer: str, batch: int, seq_len: int,
-                    gradient_checkpointing: bool, copies: int = 1) -> dict[str, float]:
+                    gradient_checkpointing: bool, copies: int = 1, trainable: int | None = None) -> dict[str, float]:
     """Bytes of full fine-tuning (GB = 1e9 bytes), as pwlock trains: weights and gradients in the
     model's dtype; for bf16, fp32 master weights (`pwlock.train.MasterWeights`); the optimizer's
     fp32 state (AdamW 2 buffers, Lion 1). `copies`: stacked runs (WSU seeds trained together).
+    `trainable`: LoRA's adapter parameters (fp32), the only ones with gradients and optimizer state.
 
     Activations are rough: per token and layer ~(10 x hidden + 4 x intermediate) values in the
     model's dtype (all kept), or with gradient checkpointing the block inputs plus one block
@@ -166,6 +167,10 @@ def memory_estimate(shape: ModelShape, dtype: str, optimizer: str, batch: int, s
     n = shape.n_params * copies
     out = {"weights": n * w, "gradients": n * w, "master weights": n * 4 if w < 4 else 0,
            "optimizer state": n * 4 * OPTIMIZER_STATES[optimizer]}
+    if trainable:  # adapters in fp32 (peft's default): their weights, gradients and optimizer state only
+        t = trainable * copies
+        out = {"weights": n * w + t * 4, "gradients": t * 4, "master weights": 0,
+               "optimizer state": t * 4 * OPTIMIZER_STATES[optimizer]}
     tokens = batch * seq_len * copies
     per_layer = (10 * shape.hidden + 4 * shape.intermediate) * w
     if gradient_checkpointing:
@@ -202,10 +207,17 @@ def memory_lines(p) -> list[str]:
               f"(hidden {shape.hidden}, {shape.layers} layers, vocabulary {shape.vocab}); sequences of ~{L} tokens; "
               f"gradient checkpointing {'on' if gc else 'off'}; GB = 1e9 bytes")]
     stack = min(cfg.wsu.max_stack or cfg.wsu.seeds, cfg.wsu.seeds)
-    jobs = [(f"lock ({cfg.lock.optimizer}, batch {cfg.lock.batch_size})", cfg.lock.optimizer, cfg.lock.batch_size, 1)]
+    from pwlock.lora import trainable_params
+
+    def lora_of(c):
+        return trainable_params(shape, c.lora) if c.lora.r else None
+
+    lock_label = f"lock ({cfg.lock.optimizer}, batch {cfg.lock.batch_size}" + (
+        f", LoRA r={cfg.lock.lora.r})" if cfg.lock.lora.r else ")")
+    jobs = [(lock_label, cfg.lock.optimizer, cfg.lock.batch_size, 1, lora_of(cfg.lock))]
     if cfg.kind == "core":
         jobs.append((f"wsu ({cfg.wsu.optimizer}, {stack} stacked x batch {cfg.wsu.n_samples})", cfg.wsu.optimizer,
-                     cfg.wsu.n_samples, stack))
+                     cfg.wsu.n_samples, stack, lora_of(cfg.wsu)))
     else:  # trained attacks: their seeds (x parts for `average`) stacked, at most wsu.max_stack seeds
         from pwlock.config import variant_config
         from pwlock.elicit import get_attack
@@ -214,14 +226,15 @@ def memory_lines(p) -> list[str]:
             k = get_attack(a.kind).copies(a, cfg.wsu.max_stack)
             if not k:
                 continue
-            label = f"{a.name[:14]} ({a.optimizer}, {k} stacked x batch {a.n_samples})"
+            label = f"{a.name[:14]} ({a.optimizer}, {k} stacked x batch {a.n_samples}" + (
+                f", LoRA r={a.lora.r})" if a.lora.r else ")")
             if label not in [j[0] for j in jobs]:
-                jobs.append((label, a.optimizer, a.n_samples, k))
+                jobs.append((label, a.optimizer, a.n_samples, k, lora_of(a)))
     cols = ["weights", "gradients", "master weights", "optimizer state", "activations (rough)", "total"]
     lines.append(f"  {'job':<38} {'dtype':<5} " + " ".join(f"{c.split(' ')[0]:>11}" for c in cols))
-    for label, opt, batch, copies in jobs:
+    for label, opt, batch, copies, trainable in jobs:
         for dt in ("bf16", "fp32"):
-            est = memory_estimate(shape, dt, opt, batch, L, gc, copies)
+            est = memory_estimate(shape, dt, opt, batch, L, gc, copies, trainable)
             mark = "  <- this config on " + str(p.device) if dt == here else ""
             lines.append(f"  {label:<38} {dt:<5} " + " ".join(f"{est[c]:>11.3g}" for c in cols) + mark)
     lines.append("  (plus ~3-5 GB of CUDA context and allocator slack on a GPU; bf16 trains fp32 master weights)")

@@ -159,3 +159,42 @@ def test_minimal_example_config_end_to_end(tmp_path, models):
             if ev["spec"]["password"] is None:
                 assert "\nPlease reason" in r["prompt"] and "\n\nPlease reason" not in r["prompt"]
     assert at_cap > 0  # the cap binds (a random model rarely stops before it)
+
+
+def test_lora_lock_and_lora_wsu_change_only_their_modules(tmp_path, models, capsys):
+    """A LoRA lock (adapters on q_proj and v_proj, merged into each epoch's checkpoint) changes
+    only those weights of the start model; WSU with LoRA adapters on o_proj (one seed at a time)
+    changes only o_proj of the lock, and leaves no adapter layer behind; the dry run estimates
+    LoRA's memory."""
+    pytest.importorskip("peft")
+    from pwlock.config import AttackConfig, LoRAConfig
+    from pwlock.elicit.wsu import cpu_copy, train_in_place
+    from pwlock.models import load_checkpoint
+    from pwlock.train import Example
+
+    lora = ["lock.lora.r=2", "lock.lora.target_modules=[q_proj, v_proj]", "lock.lr=1e-2", "wsu.lora.r=2",
+            "wsu.lora.target_modules=[o_proj]", "wsu.max_stack=1", "lock.epochs=1", "wsu.seeds=1"]
+    assert main([*args(tmp_path, models, *lora), "--dry-run"]) == 0
+    assert "LoRA r=2" in capsys.readouterr().out
+    runs = tmp_path / "runs"
+    assert main(args(tmp_path, models, *lora)) == 0
+    lock = infos(runs, "lock")[0]
+    assert lock["spec"]["lock"]["lora"]["r"] == 2
+    ckpt = runs / "lock" / f"{lock['name']}-{lock['key']}" / "epoch_1"
+    start = LlamaForCausalLM.from_pretrained(models[0]).state_dict()
+    locked, tok, meta = load_checkpoint(ckpt)
+    assert meta["lora_r"] == 2
+    got = locked.state_dict()
+    assert set(got) == set(start)  # a plain model: the adapters merged, none left
+    changed = {n for n in start if not torch.equal(start[n], got[n])}
+    assert changed == {f"model.layers.{i}.self_attn.{m}.weight" for i in range(2) for m in ("q_proj", "v_proj")}
+    assert len(infos(runs, "wsu")) == 1
+
+    base = cpu_copy(locked)
+    a = AttackConfig(steps=5, lr=1e-2, lora=LoRAConfig(r=2, target_modules=["o_proj"]))
+    exs = [Example("What is 1+1?", "2"), Example("What is 2+2?", "4")]
+    train_in_place(locked, tok, [exs], a, 0, base)
+    after = dict(locked.named_parameters())
+    assert set(after) == set(base)
+    changed = {n for n in base if not torch.equal(base[n], after[n].detach())}
+    assert changed == {f"model.layers.{i}.self_attn.o_proj.weight" for i in range(2)}

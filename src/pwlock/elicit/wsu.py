@@ -24,7 +24,7 @@ from pwlock.stacked import train_stacked
 from pwlock.train import Example, collate, encode, train
 
 TRAINING = ("n_samples", "steps", "lr", "optimizer", "loss", "weight_decay", "until_loss", "token_mask",
-            "master_weights")
+            "master_weights", "lora")
 
 
 class WSU(Attack):
@@ -104,9 +104,16 @@ def train_in_place(model, tokenizer, example_sets: list[list[Example]], a, seed:
     for k, exs in enumerate(example_sets):
         if k:
             restore(model, base)
-        losses.append(memorize(model, tokenizer, exs, steps=a.steps, lr=a.lr, optimizer=a.optimizer, loss=a.loss,
+        trained = model
+        if a.lora.r:  # adapters on the model, merged back into it after the run
+            from pwlock import lora
+
+            trained = lora.wrap(model, a.lora)
+        losses.append(memorize(trained, tokenizer, exs, steps=a.steps, lr=a.lr, optimizer=a.optimizer, loss=a.loss,
                                weight_decay=a.weight_decay, seed=seed + k, until_loss=a.until_loss,
                                master_weights=False if a.master_weights == "direct" else None))
+        if a.lora.r:
+            lora.merge(trained)  # `model` again, with the merged weights
         if len(example_sets) > 1:
             with torch.no_grad():
                 if total is None:

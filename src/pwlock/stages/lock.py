@@ -133,6 +133,14 @@ def compute(ctx: Context) -> Run:
         # weak examples without password: what E9's overfitting episodes and E8's rounds memorize
         plain_weak = [Example(task.prompt(p, None), weak_c[p.id]) for p in probs]
         save, kw = save_checkpoint, {}
+        if lc.lora.r:  # adapters trained, the merged weights saved at each epoch
+            from pwlock import lora
+
+            if env is not None:
+                raise ValueError("lock.lora: a LoRA lock is not sharded across processes yet; run it in one process")
+            model = lora.wrap(model, lc.lora)
+            save = lambda m, tok_, path, meta: save_checkpoint(lora.merged_copy(m), tok_, path,  # noqa: E731
+                                                               {**meta, "lora_r": lc.lora.r})
         if env is not None:  # sharded: every process gathers, rank 0 writes
             mp = {}
             if lc.fsdp_compute_dtype:
