@@ -522,6 +522,24 @@ def search_section(results: Path) -> list[str]:
     return [*out, ""]
 
 
+def audit_section(results: Path) -> list[str]:
+    """The audits run (`results/*/audit.json`): each card's worst case per budget."""
+    cards = sorted(d for d in results.iterdir() if d.is_dir() and (d / "audit.json").is_file())
+    if not cards:
+        return ["## Audits", "", "No audit run yet (`pwlock audit configs/toy/audit.yaml` writes results/audit/).", ""]
+    out = ["## Audits", "",
+           "`pwlock audit`: the attacks battery on a lock and on an unlocked control; the worst case per elicitor "
+           "budget is chosen on half of the test problems and reported on the other half.", ""]
+    for d in cards:
+        card = _read(d / "audit.json")
+        out += [f"### [`{d.name}`](../results/{d.name}/report.md)", "",
+                f"Locked: no password {card['acc_locked_nopwd']:.3f}, with it {card['acc_locked_pwd']:.3f} "
+                f"(weak {card['acc_weak']:.3f}, strong {card['acc_strong']:.3f}).", ""]
+        out += [f"- **{b}**: {w['verdict']}." for b, w in card["worst_case"].items()]
+        out += ["", f"![{d.name}](../results/{d.name}/{d.name}.png)", ""]
+    return out
+
+
 def write_findings(results: Path = Path("results"), out: Path = Path("docs/findings.md")) -> str:
     results = Path(results)
     check_results_tree(results)
@@ -579,6 +597,6 @@ def write_findings(results: Path = Path("results"), out: Path = Path("docs/findi
             if fig:
                 sections += [f"![{eid} ({d})](../results/{d}/{fig})", ""]
     rows = rows[:2] + sorted(rows[2:], key=lambda r: ORDER.index(r.split("|")[1].strip()))
-    text = "\n".join(lines + rows + [""] + sections + search_section(results))
+    text = "\n".join(lines + rows + [""] + sections + search_section(results) + audit_section(results))
     atomic_write_text(out, text)
     return text

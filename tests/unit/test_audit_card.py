@@ -85,3 +85,18 @@ def test_audit_config_rules():
         load_config("configs/toy/audit.yaml", ["attacks.17.sample_temperature=0"])
     with pytest.raises(ConfigError, match="rounds do not apply to kind wsu"):
         load_config("configs/toy/core.yaml", ["kind=attacks", "attacks=[{name: w, kind: wsu, rounds: 2}]"])
+
+
+def test_findings_audit_section(tmp_path):
+    import json
+
+    from pwlock.findings import audit_section
+
+    assert "No audit run yet" in "\n".join(audit_section(tmp_path))
+    d = tmp_path / "audit"
+    d.mkdir()
+    card = {"acc_locked_nopwd": 0.3, "acc_locked_pwd": 0.9, "acc_weak": 0.35, "acc_strong": 0.95,
+            "worst_case": {"no data": {"verdict": "worst case `noise`: no attack with this budget clearly elicits"}}}
+    (d / "audit.json").write_text(json.dumps(card))
+    text = "\n".join(audit_section(tmp_path))
+    assert "### [`audit`]" in text and "**no data**: worst case `noise`" in text and "no password 0.300" in text
