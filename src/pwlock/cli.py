@@ -63,6 +63,10 @@ def _numerics(cfg, own_command_line: bool) -> None:
 
 
 def cmd_run(args) -> int:
+    if getattr(args, "executor", None):
+        args.overrides = [*args.overrides, f"executor={args.executor}"]
+    if getattr(args, "address", None):
+        args.overrides = [*args.overrides, f"ray_address={args.address}"]
     cfg = load_config(args.config, args.overrides)
     if not args.dry_run:
         _numerics(cfg, args.own_command_line)
@@ -184,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="recompute the experiment from nothing in a temporary runs dir and compare its per-problem "
                         "answers with the committed results (exit 3 if any differ); nothing is overwritten")
     r.add_argument("--verify-dir", default=None, help="with --verify: keep the recomputed runs and results here")
+    r.add_argument("--executor", choices=("local", "ray"), default=None,
+                   help="where the jobs run (the config's `executor`): local processes, or Ray tasks")
+    r.add_argument("--address", default=None, help="with --executor ray: the cluster's address (default: a local one)")
     r.set_defaults(fn=cmd_run)
     au = sub.add_parser("audit", help="the config's attacks battery on its lock and an unlocked control: a report card "
                                       "(report.md, audit.json, a figure) by the elicitor's budget")

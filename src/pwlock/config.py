@@ -378,6 +378,13 @@ class ExperimentConfig:
     threads: int = _f(0, "torch CPU threads of the main process (0 = all cores)", check=Range(0, 4096))
     workers: int = _f(0, "processes for independent runs (WSU, evaluations); 0 = one per core, 1 = none",
                       check=Range(0, 4096))
+    executor: str = _f("local", "where the jobs run: local (this process and worker processes) | ray (Ray tasks on the "
+                       "cluster at ray_address, or a local one; `pip install -e .[ray]`); not in run keys: the "
+                       "results are the same", since="0.6", choices=("local", "ray"))
+    ray_address: str = _f("", "executor ray: the cluster's address (e.g. 10.0.0.1:6379 from `ray start --head`, or "
+                          "auto); empty = start a local cluster", since="0.6")
+    ray_main_cpus: int = _f(0, "executor ray: CPUs (and threads) of a compute-bound job (zoo training, sampling, the "
+                            "lock); 0 = this process's thread count", since="0.6", check=Range(0, 4096))
     kind: str = _f("core", "core: E1 (WSU at every lock epoch) | attacks: the `attacks` list on one lock epoch "
                    "| variants: the attacks on each of several variants of the experiment (e.g. locks) | audit: "
                    "the `attacks` battery on the lock and on an unlocked control, as a report card by the "

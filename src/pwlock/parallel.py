@@ -103,7 +103,13 @@ def run_pool(ctx: Context, jobs: list[Job], desc: str) -> None:
 
 
 def execute(ctx: Context, phases: list[Phase]) -> None:
-    """Run the phases in order (rank 0 of a torchrun group, or the only process)."""
+    """Run the phases in order (rank 0 of a torchrun group, or the only process); with
+    `executor: ray`, as Ray tasks (`pwlock.ray_executor`)."""
+    if ctx.cfg.executor == "ray":
+        from pwlock import ray_executor
+
+        ray_executor.execute(ctx, phases)
+        return
     for ph in phases:
         where = {j.where for j in ph.jobs}
         if where == {"ranks"}:

@@ -1,0 +1,152 @@
+"""`executor: ray`: the jobs of an experiment's graph as Ray tasks, on a local or remote cluster.
+
+The driver (`pwlock run`) walks the phases in order as the local executor does; the jobs of a
+phase are submitted together and the next phase starts when every one is done (its upstream
+runs exist). Each task enters the driver's working directory (so `runs_dir` and data paths mean
+the same on every node: they must be on a filesystem every node sees, checked at start with a
+probe file), builds the experiment's `Context` once per worker process, and runs the job, which
+writes its cached run directories exactly as the local executor's workers do: the results do not
+depend on where a job ran. Resources: a `pool` job (an evaluation, an attack group) asks for 1 CPU
+and runs with 1 thread; a `main` job (zoo training, sampling, the lock) asks for `ray_main_cpus`
+CPUs (0 = the driver's thread count) and runs with that many threads; with `device: cuda` a job
+asks for one GPU. A task whose worker process or node dies is retried by Ray (`max_retries`),
+its unfinished run directory wiped as always; an exception in a job (a config or data error, a
+diverged training) fails the experiment at once, not retried.
+
+Ray is optional: `pip install -e .[ray]`.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+RETRIES = 3  # retries of a task whose worker process died (not of an exception in the job)
+_CONTEXTS: dict = {}  # per worker process: (config, threads) -> Context
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise ValueError("executor: ray needs the ray package: pip install -e .[ray]") from None
+    return ray
+
+
+def connect(cfg):
+    """Connect to the cluster at `cfg.ray_address` (empty: start a local one), once per process."""
+    from pwlock.context import log
+
+    ray = import_ray()
+    if not ray.is_initialized():
+        ray.init(address=cfg.ray_address or None, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
+        res = ray.cluster_resources()
+        log(f"ray: {'cluster at ' + cfg.ray_address if cfg.ray_address else 'a local cluster'}, "
+            f"{res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs, {len(ray.nodes())} node(s); dashboard: "
+            f"{_dashboard(ray) or 'off (start the cluster with `ray start --head` for one)'}")
+    return ray
+
+
+def _dashboard(ray) -> str | None:
+    try:
+        return ray.get_runtime_context().get_dashboard_url() or None  # newer Ray
+    except Exception:
+        return None
+
+
+def _env(cfg) -> dict:
+    """The environment the tasks' worker processes start with: portable numerics' variables."""
+    from pwlock import numerics
+
+    if cfg.numerics == "fast":
+        return {}
+    return {k: v for k, v in numerics.portable_env().items() if isinstance(v, str)}
+
+
+def _task(cwd: str, cfg, threads: int, job, env: dict):
+    """Run one job in a Ray worker (module-level: what Ray pickles is the job, not a closure)."""
+    if not Path(cwd).is_dir():
+        raise FileNotFoundError(f"ray: the driver's working directory {cwd} does not exist on this node; runs_dir "
+                                f"and the data must be on a filesystem every node sees")
+    os.chdir(cwd)
+    from pwlock import numerics
+    from pwlock.context import Context
+
+    if env:
+        numerics.apply_from_env()
+    key = (repr(cfg), threads)
+    if key not in _CONTEXTS:
+        _CONTEXTS[key] = Context(cfg, threads=threads)
+    import torch
+
+    torch.set_num_threads(threads)
+    job(_CONTEXTS[key])
+    return [r.id for r in job.runs]
+
+
+def _probe(cwd: str, path: str, token: str) -> str:
+    p = Path(cwd) / path
+    return p.read_text() if p.is_file() else f"missing: {p}"
+
+
+def check_shared_runs_dir(ray, cfg) -> None:
+    """A worker must read what the driver writes in `runs_dir` (else each node caches alone and
+    the driver never sees the runs): a probe file written here, read back by a task."""
+    d = Path(cfg.runs_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex
+    probe = d / f".ray-probe-{token}"
+    probe.write_text(token)
+    try:
+        got = ray.get(ray.remote(num_cpus=1)(_probe).remote(os.getcwd(), str(probe), token))
+    finally:
+        probe.unlink(missing_ok=True)
+    if got != token:
+        raise ValueError(f"ray: a worker cannot read {probe.resolve()} that the driver wrote ({got}); runs_dir "
+                         f"must be on a filesystem every node sees")
+
+
+def execute(ctx, phases) -> None:
+    """Run the phases on Ray (the counterpart of `pwlock.parallel.execute`)."""
+    import torch
+
+    from pwlock import distributed
+
+    cfg = ctx.cfg
+    if distributed.current_env() is not None:
+        raise ValueError("executor: ray does not run under torchrun (a sharded lock on Ray Train is not built yet); "
+                         "use the local executor there")
+    ray = connect(cfg)
+    check_shared_runs_dir(ray, cfg)
+    env = _env(cfg)
+    gpus = 1 if ctx.device.type == "cuda" else 0
+    main_threads = cfg.ray_main_cpus or torch.get_num_threads()
+    runtime = {"env_vars": env} if env else None
+    cwd = os.getcwd()
+    for ph in phases:
+        todo = [j for j in ph.jobs if not j.done]
+        if not todo:
+            continue
+        refs = []
+        for j in todo:  # (a `ranks` job outside torchrun, the lock, is a main job)
+            threads = main_threads if j.where in ("main", "ranks") else 1
+            opts = {"num_cpus": threads, "num_gpus": gpus, "max_retries": RETRIES, "retry_exceptions": False}
+            if runtime:
+                opts["runtime_env"] = runtime
+            refs.append(ray.remote(**opts)(_task).remote(cwd, cfg, threads, j, env))
+        with tqdm(total=len(refs), desc=f"{ph.desc} [ray]") as bar:
+            pending = list(refs)
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                try:
+                    ray.get(done[0])
+                except ray.exceptions.RayTaskError as e:  # the job's own exception: fail now, naming it
+                    for r in pending:
+                        ray.cancel(r, force=True)
+                    cause = e.cause if getattr(e, "cause", None) is not None else e
+                    raise cause from None
+                bar.update(1)
