@@ -15,8 +15,7 @@ from pathlib import Path
 
 from pwlock.models import CheckpointError, verify_checkpoint
 
-KEEP = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-        "special_tokens_map.json", "chat_template.jinja", "tokenizer.model", "vocab.json", "merges.txt")
+DROP = ("pwlock.json",)  # pwlock's own provenance: its content goes into the model card instead
 
 
 def checkpoint_dir(run: Path, checkpoint: str | None) -> tuple[Path, dict]:
@@ -82,8 +81,8 @@ def export(run: Path, out: Path, checkpoint: str | None = None, audit_json: Path
         raise FileExistsError(f"export: {out} exists and is not an empty directory")
     audit = json.loads(Path(audit_json).read_text()) if audit_json else None
     out.mkdir(parents=True, exist_ok=True)
-    for name in KEEP:
-        if (ckpt / name).is_file():
-            shutil.copy2(ckpt / name, out / name)
+    for f in sorted(ckpt.iterdir()):  # config, weights, every tokenizer file the checkpoint has
+        if f.is_file() and f.name not in DROP:
+            shutil.copy2(f, out / f.name)
     (out / "README.md").write_text(model_card(ckpt, info, audit))
     return out
