@@ -32,3 +32,44 @@ def test_ray_matches_local(tmp_path):
         assert (tmp_path / "ray" / "journal.log").read_text() == journal
     finally:
         ray.shutdown()
+
+
+def test_ray_worker_killed_mid_job(tmp_path):
+    """SIGKILL a Ray worker while it runs a job after the lock: Ray retries the task, the
+    unfinished run is wiped and computed again, and results.csv is the local executor's."""
+    import os
+    import signal
+    import threading
+    import time
+
+    import psutil
+
+    cfg = tmp_path / "nano.yaml"
+    cfg.write_text(ZOO)
+    base = ["run", str(cfg), *NANO]
+    assert main([*base, f"runs_dir={tmp_path / 'local'}", f"out_dir={tmp_path / 'a'}"]) == 0
+    runs, stop, killed = tmp_path / "ray", threading.Event(), []
+
+    def kill_one_task_after_the_lock():
+        while not stop.is_set() and not killed:
+            j = runs / "journal.log"
+            if j.is_file() and " finish lock/" in j.read_text():
+                for p in psutil.process_iter(["pid", "cmdline"]):
+                    if any("ray::_task" in c for c in (p.info["cmdline"] or [])):
+                        os.kill(p.info["pid"], signal.SIGKILL)
+                        killed.append(p.info["pid"])
+                        break
+            time.sleep(0.2)
+
+    t = threading.Thread(target=kill_one_task_after_the_lock, daemon=True)
+    t.start()
+    try:
+        assert main([*base, f"runs_dir={runs}", f"out_dir={tmp_path / 'b'}", "--executor", "ray"]) == 0
+    finally:
+        stop.set()
+        t.join()
+        ray.shutdown()
+    assert killed, "no Ray task was running after the lock to kill"
+    assert (tmp_path / "a" / "results.csv").read_bytes() == (tmp_path / "b" / "results.csv").read_bytes()
+    done = _finished(runs)
+    assert len(done) == len(set(done))
