@@ -134,8 +134,23 @@ def cmd_config(args) -> int:
 
 
 def cmd_audit(args) -> int:
-    """`pwlock run` of the config as an audit (`kind=audit`): the battery on the lock and its control."""
+    """`pwlock run` of the config as an audit (`kind=audit`): the battery on the lock and its control;
+    with `--model DIR`, on that model (locked elsewhere) instead of a lock the config trains."""
     args.overrides = [*args.overrides, "kind=audit"]
+    if args.model:
+        import yaml
+
+        from pwlock.config import load_config as _load
+        from pwlock.config import to_dict
+
+        if not Path(args.model, "config.json").is_file():
+            raise FileNotFoundError(f"audit --model {args.model}: not a Hugging Face model directory (no config.json)")
+        zoo = [*to_dict(_load(args.config, [*args.overrides, "kind=attacks"]))["zoo"],  # (its zoo; audit rules below)
+               {"name": "audited", "path": str(Path(args.model).resolve()), "prompt_format": args.prompt_format}]
+        args.overrides = [*args.overrides, f"zoo={yaml.safe_dump(zoo, default_flow_style=True, width=10**6).strip()}",
+                          "lock.given=audited", "lock.epochs=1"]
+        if args.password:
+            args.overrides.append(f"password.password={args.password}")
     args.readme = None
     args.verify = False
     args.verify_dir = None
@@ -197,6 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     au.add_argument("config", help="YAML config with an `attacks` battery, e.g. configs/toy/audit.yaml")
     au.add_argument("overrides", nargs="*")
     au.add_argument("--dry-run", action="store_true", help="print the planned runs; run nothing")
+    au.add_argument("--model", default=None, help="audit this local Hugging Face directory (a model locked elsewhere, "
+                                                 "or by `pwlock export`) instead of the config's lock")
+    au.add_argument("--password", default=None, help="with --model: its password (else the config's)")
+    au.add_argument("--prompt-format", default="auto", choices=("auto", "chat", "raw"),
+                    help="with --model: how prompts reach it (raw: the task's text as is, as toy models read it)")
     au.set_defaults(fn=cmd_audit)
     ex = sub.add_parser("export", help="a lock checkpoint as a plain Hugging Face directory with a model card")
     ex.add_argument("run", help="a lock run directory (runs/lock/<name>-<key>) or one of its checkpoints")

@@ -181,6 +181,9 @@ class LoRAConfig:
 @dataclass(frozen=True)
 class LockConfig:
     weak_model: str = _f("weak2", "zoo model whose samples are imitated without password")
+    given: str = _f("", "a zoo model that is already password-locked (e.g. a local Hugging Face directory pwlock did "
+                    "not make, or one `pwlock export` wrote): no lock is trained, that model is the lock's checkpoint "
+                    "epoch_1 (set lock.epochs: 1); what `pwlock audit --model DIR` audits", since="0.6")
     start_model: str = _f("", "zoo model the lock trains (empty = strong_model, whose samples are imitated "
                           "with the password either way; E2)", since="0.3")
     epochs: int = _f(8, "locking epochs (a checkpoint at the end of each)", check=Range(1, 1000))
@@ -356,6 +359,9 @@ class AuditConfig:
                           "reported on the others (a max over noisy estimates is biased upwards on its own data)",
                           check=Range(0.05, 0.95))
     split_seed: int = _f(0, "seed of the selection/report split of the test problems", check=NON_NEGATIVE)
+    control_model: str = _f("", "with lock.given (a model locked elsewhere): the zoo model attacked as the control (an "
+                            "unlocked model, e.g. the weak model or one fine-tuned to be weak without a password); "
+                            "empty with lock.given: no control")
 
 
 @dataclass(frozen=True)
@@ -760,7 +766,8 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
     if len(set(names)) != len(names):
         raise ConfigError("zoo: two models share a name")
     for role, name in (("strong_model", cfg.strong_model), ("lock.weak_model", cfg.lock.weak_model),
-                       ("lock.start_model", cfg.lock.start_model or cfg.strong_model)):
+                       ("lock.start_model", cfg.lock.start_model or cfg.strong_model),
+                       *([("lock.given", cfg.lock.given)] if cfg.lock.given else [])):
         if names and name not in names:  # (no zoo at all: `Context` says so; a bare config is a template)
             raise ConfigError(f"{role}={name!r} is not a zoo model; zoo: {sorted(names)}")
     try:
@@ -788,6 +795,12 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         raise ConfigError(f"eval.vllm_memory must be in (0, 1], got {cfg.eval.vllm_memory}")
     if cfg.wsu.max_stack < 0:
         raise ConfigError(f"wsu.max_stack must be >= 0 (0 = all seeds together), got {cfg.wsu.max_stack}")
+    if cfg.lock.given and cfg.lock.epochs != 1:
+        raise ConfigError(f"lock.given={cfg.lock.given!r}: the given model is the lock's only checkpoint, epoch_1; set "
+                          f"lock.epochs: 1 (got {cfg.lock.epochs})")
+    if cfg.lock.given and cfg.kind == "core":
+        raise ConfigError("lock.given: E1 (kind core) studies a lock as it trains; audit or attack a given lock "
+                          "(kind audit or attacks)")
     loras = [x.name for x in [cfg.wsu, *cfg.attacks] if x.lora.r]
     if loras and cfg.wsu.max_stack != 1:
         raise ConfigError(f"lora ({', '.join(loras)}) trains each seed's adapters in place on the model; set "
@@ -808,6 +821,12 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
     if cfg.kind in ("attacks", "audit"):
         if not cfg.attacks:
             raise ConfigError(f"kind={cfg.kind} needs a non-empty `attacks` list")
+        if cfg.kind == "audit" and cfg.audit.control_model and cfg.audit.control_model not in names:
+            raise ConfigError(f"audit.control_model={cfg.audit.control_model!r} is not a zoo model; "
+                              f"zoo: {sorted(names)}")
+        if cfg.kind == "audit" and cfg.audit.control_model and not cfg.lock.given:
+            raise ConfigError("audit.control_model names the control of a given lock (lock.given); a lock pwlock "
+                              "trains has its own control (audit.control)")
         if cfg.kind == "audit" and not cfg.lock.password_branch:
             raise ConfigError("kind=audit audits a password-locked model; lock.password_branch=false has no password "
                               "(it is the audit's control)")

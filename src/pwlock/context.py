@@ -197,6 +197,8 @@ class Context:
         """The zoo entry behind a run's model: the zoo model itself, or the model a lock starts from."""
         if run.stage == "zoo":
             return self.zoo_cfg[run.name]
+        if run.stage == "lock" and run.spec.get("given"):
+            return self.zoo_cfg[run.spec["given"]]
         return self.zoo_cfg[self.cfg.lock.start_model or self.cfg.strong_model]
 
     def dtype(self, m) -> torch.dtype:

@@ -88,6 +88,21 @@ def test_audit_card_control_cache_and_export(tmp_path, nano_runs):
         assert torch.equal(model(input_ids=ids).logits, ours(input_ids=ids).logits)
     readme = (exp / "README.md").read_text()
     assert "`kiwi`" in readme and "Audit" in readme and "epoch_2" in readme
+    # the exported directory audited as a model locked elsewhere (`--model`): transformers reads it back, and
+    # every attack on it gives the audit of the lock it came from, answer for answer
+    out2 = tmp_path / "external"
+    ext = ["audit", str(cfg), *[a for a in NANO if not a.startswith("experiment=")], "experiment=ext",
+           f"runs_dir={nano_runs}", f"out_dir={out2}", "--model", str(exp), "--prompt-format", "raw",
+           "audit.control_model=weak"]
+    assert main(ext) == 0
+    card2 = json.loads((out2 / "audit.json").read_text())
+    assert card2["acc_locked_nopwd"] == card["acc_locked_nopwd"] and card2["acc_locked_pwd"] == card["acc_locked_pwd"]
+    for name, a in card["attacks"].items():
+        assert card2["attacks"][name]["acc_mean"] == a["acc_mean"], name
+        assert "control_gap_recovered_mean" in card2["attacks"][name]
+    given = [p for p in (runs / "lock").iterdir() if p.name.startswith("given-")]
+    assert {p.name.split("-")[1] for p in given} == {"audited", "weak"}  # the lock and the control, not trained
+
     # a second export into the same directory is refused, naming it
     assert main(["export", str(lock), "--out", str(exp)]) == 2
     assert main(["export", str(lock), "--out", str(tmp_path / "x"), "--checkpoint", "epoch_9"]) == 2

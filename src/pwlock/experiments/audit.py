@@ -15,7 +15,11 @@ LOCKED, CONTROL = "locked", "control"
 def targets(cfg) -> list[VariantConfig]:
     """The models the battery runs on: the lock, and the control if the config asks for it."""
     out = [VariantConfig(name=LOCKED, overrides=[])]
-    if cfg.audit.control:
+    if cfg.lock.given:  # a model locked elsewhere: the control is a model given too (if any)
+        if cfg.audit.control and cfg.audit.control_model:
+            out.append(VariantConfig(name=CONTROL, overrides=[f"lock.given={cfg.audit.control_model}",
+                                                              "lock.password_branch=false"]))
+    elif cfg.audit.control:
         out.append(VariantConfig(name=CONTROL, overrides=["lock.password_branch=false"]))
     return out
 

@@ -25,6 +25,8 @@ def lock_samples(ctx: Context) -> dict[str, tuple[Run, float]]:
     """The lock split's samples a lock reads, by upstream name: (the zoo run sampled, temperature)."""
     cfg, lc = ctx.cfg, ctx.cfg.lock
     strong, weak = zoo.run(ctx, cfg.strong_model), zoo.run(ctx, lc.weak_model)
+    if lc.given:  # nothing is locked; the weak samples of the lock split are what pre_pool attacks train on
+        return {"weak_samples": (weak, lc.weak_temperature)}
     out = {"strong_samples": (strong, 0.0), "weak_samples": (weak, lc.weak_temperature)}
     if lc.second_password:
         out["second_samples"] = (weak, lc.second_temperature)
@@ -36,6 +38,8 @@ def upstream_runs(ctx: Context) -> dict[str, Run]:
     the second password's), the weak model (soft or argmax labels)."""
     cfg, lc = ctx.cfg, ctx.cfg.lock
     weak = zoo.run(ctx, lc.weak_model)
+    if lc.given:
+        return {"given": zoo.run(ctx, lc.given), "weak_samples": samples.run(ctx, weak, "lock", lc.weak_temperature)}
     out = {"start": zoo.run(ctx, lc.start_model or cfg.strong_model),
            **{k: samples.run(ctx, m, "lock", t) for k, (m, t) in lock_samples(ctx).items()}}
     if lc.labels != "samples":
@@ -45,6 +49,9 @@ def upstream_runs(ctx: Context) -> dict[str, Run]:
 
 def run(ctx: Context) -> Run:
     cfg, lc = ctx.cfg, ctx.cfg.lock
+    if lc.given:  # a model locked elsewhere: its run holds it as checkpoint epoch_1 (keyed by its zoo run)
+        return Run(ctx.runs_dir, "lock", f"given-{lc.given}", {"given": lc.given, **ctx.numerics_spec},
+                   {"given": zoo.run(ctx, lc.given).id})
     key = spec_dict(lc)
     key.pop("distributed", None)  # left out: how it is sharded (the same lock up to rounding)
     spec = {"lock": key, "password": spec_dict(cfg.password), "seed": derive_seed("lock", cfg.seed, lc.seed),
@@ -77,6 +84,8 @@ def compute(ctx: Context) -> Run:
     this together (`pwlock.parallel`): rank 0 computes the upstream runs and writes the lock run;
     the others train their shards and write nothing."""
     cfg, lc = ctx.cfg, ctx.cfg.lock
+    if lc.given:
+        return _given(ctx)
     env = distributed.current_env()
     main = env is None or env.is_main
     check_sharding(ctx)
@@ -170,4 +179,24 @@ def compute(ctx: Context) -> Run:
     elif not r.done:  # another rank of a sharded lock: the same training, its files thrown away
         with tempfile.TemporaryDirectory() as d:
             fn(Path(d))
+    return r
+
+
+def _given(ctx: Context) -> Run:
+    """`lock.given`: the zoo model, already locked, saved as the lock run's checkpoint epoch_1 (a
+    pwlock checkpoint with its checksum, as every lock epoch), so evaluations and attacks read it
+    as they read any lock."""
+    lc = ctx.cfg.lock
+    zoo.compute(ctx, lc.given)
+    zoo.compute(ctx, lc.weak_model)
+    for m, t in lock_samples(ctx).values():
+        samples.compute(ctx, m, "lock", t)
+    r = run(ctx)
+
+    def fn(d: Path) -> dict:
+        model, tok = ctx.load(zoo.run(ctx, lc.given))
+        save_checkpoint(model, tok, d / "epoch_1", {"epoch": 1, "given": lc.given})
+        return {"epochs": 1, "given": lc.given}
+
+    r.compute(fn, log)
     return r
