@@ -519,6 +519,22 @@ def search_section(results: Path) -> list[str]:
     if missing:
         out.append(f"Not run yet (no `results/<name>/` over its organisms): {', '.join(missing)}; until they are, "
                    f"the ranking is not the search's result.")
+        return [*out, ""]
+    best = ranked[0][0]
+    base = next((r for r, _, _ in ranked if r["name"] == "x3_baseline"), None)
+    name, replaces = search_winner(results)
+    nf = sum(f["faithful"] for f in best["faith"])
+    out += ["", f"**The rule applied** (every configuration run): "
+            + ("no configuration is eligible (step 3: the same ranking over all of them); " if not eligible(best) else "")
+            + f"the first is `{name}`, {best['mean']:+.1%} [{best['lo']:+.1%}, {best['hi']:+.1%}]"
+            + (f", its lock faithful on {nf} of {len(best['faith'])} organisms (stated wherever it is the default)"
+               if nf < len(best["faith"]) else "")
+            + ". Step 4: " + (f"its mean is above the baseline's ({base['mean']:+.1%}), so it replaces the recipe."
+                              if replaces else f"its mean is not above the baseline's ({base['mean']:+.1%}): the "
+                              "recipe stays, no configuration beat it.")
+            + (" Step 5 (E1 of the chosen recipe on organisms 0-4): "
+               + ("[`results/e01_organisms/`](../results/e01_organisms/report.md)."
+                  if (results / "e01_organisms" / "summary.json").is_file() else "not run yet."))]
     return [*out, ""]
 
 

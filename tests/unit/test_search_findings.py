@@ -40,3 +40,26 @@ def test_eligible_configurations_rank_first_then_by_the_lower_end(tmp_path):
 
 def test_no_search_results_no_section(tmp_path):
     assert search_section(tmp_path) == []
+
+
+def test_the_rule_applied_once_every_configuration_ran(tmp_path):
+    from pwlock.findings import SEARCH
+
+    # every configuration run; none faithful (no pwd 10 points above the weak model); x12 has the highest
+    # lower end but x3 (the baseline) the higher mean: step 4 keeps the recipe
+    for name, _, _ in SEARCH:
+        gaps = {"x3_baseline": (0.30, 0.0, 0.30), "x12_closer_weak": (0.10, 0.11, 0.12)}.get(name, (0.0, -0.2, 0.2))
+        _write(tmp_path, name, [_organism(g, g - 0.05, 0.50) for g in gaps])
+    text = "\n".join(search_section(tmp_path))
+    assert "Not run yet" not in text
+    assert "no configuration is eligible" in text and "the first is `x12_closer_weak`" in text
+    assert "the recipe stays, no configuration beat it" in text and "Step 5" in text and "not run yet" in text
+    # the same with the winner's mean above the baseline's: it replaces the recipe
+    for d in tmp_path.iterdir():
+        for f in d.iterdir():
+            f.unlink()
+        d.rmdir()
+    for name, _, _ in SEARCH:
+        gaps = {"x3_baseline": (0.05, 0.0, 0.05), "x12_closer_weak": (0.10, 0.11, 0.12)}.get(name, (0.0, -0.2, 0.2))
+        _write(tmp_path, name, [_organism(g, g - 0.05, 0.50) for g in gaps])
+    assert "so it replaces the recipe" in "\n".join(search_section(tmp_path))
