@@ -5,6 +5,7 @@ control, the report card, caching), expert iteration's rounds, and `pwlock expor
 import json
 
 import pandas as pd
+import pytest
 import torch
 from nano import NANO, ZOO
 
@@ -88,8 +89,27 @@ def test_audit_card_control_cache_and_export(tmp_path, nano_runs):
         assert torch.equal(model(input_ids=ids).logits, ours(input_ids=ids).logits)
     readme = (exp / "README.md").read_text()
     assert "`kiwi`" in readme and "Audit" in readme and "epoch_2" in readme
-    # the exported directory audited as a model locked elsewhere (`--model`): transformers reads it back, and
-    # every attack on it gives the audit of the lock it came from, answer for answer
+    # a second export into the same directory is refused, naming it
+    assert main(["export", str(lock), "--out", str(exp)]) == 2
+    assert main(["export", str(lock), "--out", str(tmp_path / "x"), "--checkpoint", "epoch_9"]) == 2
+
+
+@pytest.mark.slow
+def test_audit_of_an_exported_model(tmp_path, nano_runs):
+    """The exported nano lock audited as a model locked elsewhere (`pwlock audit --model DIR`,
+    `lock.given`): transformers reads it back, and every attack on it gives the audit of the lock it
+    came from, answer for answer; the lock and the control are given, not trained. Slow (~1 min
+    more than the audit test, whose runs it reuses in one session)."""
+    cfg = tmp_path / "audit.yaml"
+    cfg.write_text(ZOO + BATTERY)
+    assert main(_args(tmp_path, nano_runs, cfg)) == 0
+    out, runs = tmp_path / "out", nano_runs
+    card = json.loads((out / "audit.json").read_text())
+    df = pd.read_csv(out / "results.csv")
+    wsu_run = df[(df.variant == "locked") & (df.attack == "wsu")].run.iloc[0]
+    lock = runs / json.loads((runs / wsu_run / "run.json").read_text())["upstream"]["lock"]
+    exp = tmp_path / "exported"
+    assert main(["export", str(lock), "--out", str(exp)]) == 0
     out2 = tmp_path / "external"
     ext = ["audit", str(cfg), *[a for a in NANO if not a.startswith("experiment=")], "experiment=ext",
            f"runs_dir={nano_runs}", f"out_dir={out2}", "--model", str(exp), "--prompt-format", "raw",
@@ -103,6 +123,3 @@ def test_audit_card_control_cache_and_export(tmp_path, nano_runs):
     given = [p for p in (runs / "lock").iterdir() if p.name.startswith("given-")]
     assert {p.name.split("-")[1] for p in given} == {"audited", "weak"}  # the lock and the control, not trained
 
-    # a second export into the same directory is refused, naming it
-    assert main(["export", str(lock), "--out", str(exp)]) == 2
-    assert main(["export", str(lock), "--out", str(tmp_path / "x"), "--checkpoint", "epoch_9"]) == 2
