@@ -522,10 +522,12 @@ def search_section(results: Path) -> list[str]:
         return [*out, ""]
     best = ranked[0][0]
     base = next((r for r, _, _ in ranked if r["name"] == "x3_baseline"), None)
-    name, replaces = search_winner(results)
+    name = best["name"]
+    replaces = base is not None and name != "x3_baseline" and best["mean"] > base["mean"]  # step 4 (search_winner)
     nf = sum(f["faithful"] for f in best["faith"])
-    out += ["", f"**The rule applied** (every configuration run): "
-            + ("no configuration is eligible (step 3: the same ranking over all of them); " if not eligible(best) else "")
+    out += ["", "**The rule applied** (every configuration run): "
+            + ("no configuration is eligible (step 3: the same ranking over all of them); "
+               if not eligible(best) else "")
             + f"the first is `{name}`, {best['mean']:+.1%} [{best['lo']:+.1%}, {best['hi']:+.1%}]"
             + (f", its lock faithful on {nf} of {len(best['faith'])} organisms (stated wherever it is the default)"
                if nf < len(best["faith"]) else "")

@@ -88,7 +88,7 @@ def _task(cwd: str, cfg, threads: int, job, env: dict):
     return [r.id for r in job.runs]
 
 
-def _probe(cwd: str, path: str, token: str) -> str:
+def _probe(cwd: str, path: str) -> str:
     p = Path(cwd) / path
     return p.read_text() if p.is_file() else f"missing: {p}"
 
@@ -102,7 +102,7 @@ def check_shared_runs_dir(ray, cfg) -> None:
     probe = d / f".ray-probe-{token}"
     probe.write_text(token)
     try:
-        got = ray.get(ray.remote(num_cpus=1)(_probe).remote(os.getcwd(), str(probe), token))
+        got = ray.get(ray.remote(num_cpus=1)(_probe).remote(os.getcwd(), str(probe)))
     finally:
         probe.unlink(missing_ok=True)
     if got != token:

@@ -133,7 +133,7 @@ def _compute(ctx: Context, lock_run: Run, g: Group, sources: dict[str, Run], rs:
             c0, t0 = ComputeClock.seconds, time.time()
         seeds = [r.spec["seed"] for r in chunk]
         if attack.prompted:  # the model as it is, each seed with its own prompts
-            _evaluate_prompted(ctx, model, tok, task, a, attack, inputs, chunk, t0, c0)
+            _evaluate_prompted(ctx, model, tok, task, a, attack, inputs, chunk, c0)
             continue
         if attack.trains:
             finals, extras, chosen = train_seeds(model, tok, task, a, attack, pool, seeds, ctx.by_id,
@@ -164,7 +164,7 @@ def _compute(ctx: Context, lock_run: Run, g: Group, sources: dict[str, Run], rs:
             restore(model, base)
 
 
-def _evaluate_prompted(ctx: Context, model, tok, task, a, attack, inputs: Inputs, chunk: list[Run], t0: float,
+def _evaluate_prompted(ctx: Context, model, tok, task, a, attack, inputs: Inputs, chunk: list[Run],
                        c0: float) -> None:
     """A prompted attack's seeds: the model unchanged, evaluated with each seed's prompts."""
     test = ctx.splits["test"]

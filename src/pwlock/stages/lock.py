@@ -38,8 +38,9 @@ def upstream_runs(ctx: Context) -> dict[str, Run]:
     the second password's), the weak model (soft or argmax labels)."""
     cfg, lc = ctx.cfg, ctx.cfg.lock
     weak = zoo.run(ctx, lc.weak_model)
-    if lc.given:
-        return {"given": zoo.run(ctx, lc.given), "weak_samples": samples.run(ctx, weak, "lock", lc.weak_temperature)}
+    if lc.given:  # (lock_samples: only the weak ones)
+        return {"given": zoo.run(ctx, lc.given), **{k: samples.run(ctx, m, "lock", t) for k, (m, t) in
+                                                     lock_samples(ctx).items()}}
     out = {"start": zoo.run(ctx, lc.start_model or cfg.strong_model),
            **{k: samples.run(ctx, m, "lock", t) for k, (m, t) in lock_samples(ctx).items()}}
     if lc.labels != "samples":
