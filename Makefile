@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow install clean-runs experiments experiments-seed1 experiments-organisms organism-search
+.PHONY: demo test test-slow install clean-runs experiments experiments-seed1 organism-search
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -18,25 +18,20 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/pwlock run configs/toy/core.yaml --readme README.md
 
-# Every experiment of the write-up (E1-E15, seed 0) and the explorations (X*), then docs/findings.md. Reuses cached runs;
-# from nothing (fresh clone, venv included) measured 1 h 33 min on 2 cores before X2 (+30 min): ~2 h (README, "All experiments").
+# Every experiment of the write-up (E1 over organisms 0-4, E2-E15 seed 0) and the explorations (X1, X2), then
+# docs/findings.md. Reuses cached runs. From nothing, before E1 ran over organisms: 1 h 33 min on 2 cores before X2
+# (+30 min); E1 over 5 organisms (portable numerics) adds ~1 h (README, "All experiments").
 experiments: $(STAMP)
 	$(BIN)/pwlock run configs/toy/core.yaml
 	for f in configs/toy/e[0-9][0-9]_*.yaml configs/toy/x[12]_*.yaml; do $(BIN)/pwlock run $$f || exit 1; done
 	$(BIN)/pwlock report --all
 
-# The same with seed 1 (a new zoo, locks and sample sets), into results/<name>-seed1/.
+# The same with seed 1 (a new zoo, locks and sample sets), into results/<name>-seed1/ (E1 runs over its
+# organisms in results/e01_organisms/ instead).
 experiments-seed1: $(STAMP)
-	$(BIN)/pwlock run configs/toy/core.yaml seed=1 out_dir=results/core-seed1
-	for f in configs/toy/e[0-9][0-9]_*.yaml configs/toy/x[12]_*.yaml; do \
+	for f in $$(ls configs/toy/e[0-9][0-9]_*.yaml configs/toy/x[12]_*.yaml | grep -v e01_organisms); do \
 	  n=$$($(BIN)/pwlock config $$f | sed -n 's/^experiment: //p'); \
 	  $(BIN)/pwlock run $$f seed=1 out_dir=results/$$n-seed1 || exit 1; done
-	$(BIN)/pwlock report --all
-
-# E1 on three more organisms (seeds 2-4, into results/core-seed<k>/), then docs/findings.md: its E1 row is
-# pooled over every organism run (seeds 0-4 with experiments-seed1). About 10 min per organism from nothing.
-experiments-organisms: $(STAMP)
-	for s in 2 3 4; do $(BIN)/pwlock run configs/toy/core.yaml seed=$$s out_dir=results/core-seed$$s || exit 1; done
 	$(BIN)/pwlock report --all
 
 # The organism search (issue 13; its rule: docs/organism-search.md): every search configuration

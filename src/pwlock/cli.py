@@ -62,6 +62,13 @@ def _numerics(cfg, own_command_line: bool) -> None:
     numerics.apply(cfg.numerics)
 
 
+def write_config(cfg) -> None:
+    """results_dir/config.yaml: the resolved config the results were made with (recipe, numerics,
+    organisms), so that a reader, and `pwlock report --all`, can tell what produced them."""
+    atomic_write_text(Path(cfg.results_dir) / "config.yaml",
+                      f"# The resolved config of these results (written by `pwlock run`).\n{dump_yaml(cfg)}")
+
+
 def cmd_run(args) -> int:
     if getattr(args, "executor", None):
         args.overrides = [*args.overrides, f"executor={args.executor}"]
@@ -100,9 +107,11 @@ def cmd_run(args) -> int:
             return 0  # this rank joined the lock stages; rank 0 writes the results
         kind = experiments.KINDS[cfg.kind]
         summary = kind.write_report(rows, cfg)
+        write_config(cfg)
     finally:
         distributed.close()
-    print(f"wrote {cfg.results_dir}/ (results.csv, per_problem.jsonl, summary.json, {cfg.experiment}.png, report.md) "
+    print(f"wrote {cfg.results_dir}/ (results.csv, per_problem.jsonl, summary.json, {cfg.experiment}.png, report.md, "
+          f"config.yaml) "
           f"in {time.time() - t0:.0f} s")
     if cfg.kind == "core" and args.readme:
         sync_readme(Path(args.readme), summary, cfg.results_dir)

@@ -32,6 +32,29 @@ def _load(results: Path, name: str) -> dict | None:
     return _read(f) if f.is_file() else None
 
 
+# Results made before `pwlock run` wrote results/<name>/config.yaml were all made with the toy
+# recipe of the time, kept as configs/toy/core_v1.yaml (their configs base on it).
+OLD_RECIPE = "the old recipe (configs/toy/core_v1.yaml: the lock imitates weak2; fast numerics)"
+
+
+def made_with(d: Path) -> str:
+    """What produced a results directory: the lock's weak model, the numerics and the organisms,
+    from its config.yaml; the old recipe for a directory made before results recorded it."""
+    import yaml
+
+    f = d / "config.yaml"
+    if not f.is_file():
+        return f"{OLD_RECIPE}, made before results recorded their config"
+    try:
+        c = yaml.safe_load(f.read_text()) or {}
+        weak, numerics, organisms = (c.get("lock") or {}).get("weak_model"), c.get("numerics", "fast"), \
+            c.get("organisms") or [c.get("seed", 0)]
+    except (yaml.YAMLError, AttributeError) as e:
+        raise ValueError(f"{f}: not a config ({e}); rerun its experiment") from None
+    return (f"the lock imitates {weak}; {numerics} numerics; {len(organisms)} organism"
+            f"{'s' if len(organisms) != 1 else ''} ({', '.join(map(str, organisms))})")
+
+
 def _catalogue_dirs(results: Path) -> list[str]:
     """The catalogue's result directories (results/<name>, results/<name>-seed<k>) with a summary."""
     names = [c[1] for c in CATALOGUE]
@@ -323,11 +346,12 @@ def _model_size(s: dict) -> tuple[str, str]:
 
 
 CATALOGUE = [
-    ("E1", "core", "core result",
+    ("E1", "e01_organisms", "core result",
      "Fine-tuning the locked model for 200 steps on 2 weak samples raises its no-password accuracy "
      "above the locked model's.", _e1,
-     ("reproduced if the CI at the last lock epoch is above 0; over organisms (>= "
-      f"{MIN_ORGANISMS}: results/core and results/core-seed<k>), if the 95% t-interval of their mean is above 0")),
+     ("reproduced if the CI at the last lock epoch is above 0: for a directory over organisms, the 95% "
+      "t-interval over its organisms; over directories of one organism each (>= "
+      f"{MIN_ORGANISMS}: results/<name> and results/<name>-seed<k>), that of their mean")),
     ("E3", "noise", "weight noise",
      "Adding Gaussian noise to the weights does not raise no-password accuracy.",
      lambda s: _controls(s, ("noise",)),
@@ -573,6 +597,7 @@ def write_findings(results: Path = Path("results"), out: Path = Path("docs/findi
              "does not.", ""]
     rows = ["| exp | what | verdict |", "|---|---|---|"]
     sections = []
+    recipes: dict[str, list[str]] = {}  # what made each experiment's (first) results directory
     for eid, name, title, claim, fn, rule in CATALOGUE:
         # every seed that was run: results/<name> (seed 0) and results/<name>-seed<k>
         per_seed = [("seed 0", s)] if (s := _load(results, name)) is not None else []
@@ -607,14 +632,18 @@ def write_findings(results: Path = Path("results"), out: Path = Path("docs/findi
             meas, verdict = f"{across[0]}; {meas}", f"{across[1]}; per organism: {verdict}"
         rows.append(f"| {eid} | {title} | {verdict} |")
         details = ", ".join(f"[`results/{d}/report.md`](../results/{d}/report.md)" for d in dirs)
+        made = "; ".join(f"{d}: {made_with(results / d)}" for d in dirs)
+        recipes.setdefault(made_with(results / dirs[0]), []).append(eid)
         sections += [f"## {eid} — {title}", "", f"**Claim (write-up):** {claim}", "",
                      f"**Measured:** {meas}.", "", f"**Verdict:** {verdict} (rule: {rule}).", "",
-                     f"Details: {details}", ""]
+                     f"**Made with:** {made}.", "", f"Details: {details}", ""]
         for d in dirs:
             fig = next((p.name for p in sorted((results / d).glob("*.png"))), None)
             if fig:
                 sections += [f"![{eid} ({d})](../results/{d}/{fig})", ""]
     rows = rows[:2] + sorted(rows[2:], key=lambda r: ORDER.index(r.split("|")[1].strip()))
-    text = "\n".join(lines + rows + [""] + sections + search_section(results) + audit_section(results))
+    made = ["Made with (each section says it per directory):", ""] + [
+        f"- {', '.join(sorted(ids, key=ORDER.index))}: {m}" for m, ids in recipes.items()] + [""]
+    text = "\n".join(lines + made + rows + [""] + sections + search_section(results) + audit_section(results))
     atomic_write_text(out, text)
     return text

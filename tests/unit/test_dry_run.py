@@ -14,6 +14,7 @@ from pwlock.plan import ModelShape, memory_estimate, plan_runs
 
 ROOT = Path(__file__).resolve().parents[2]
 CORE = ROOT / "configs/toy/core.yaml"
+CORE_V1 = ROOT / "configs/toy/core_v1.yaml"  # the recipe whose ids were recorded (fast numerics, weak2)
 MATH = ROOT / "tests/fixtures/math"
 
 
@@ -24,9 +25,9 @@ def plan_rows(out: str) -> dict[str, list[str]]:
 
 
 def test_toy_run_keys_are_unchanged():
-    """The run ids of configs/toy/core.yaml, recorded before the path-model options existed
-    (tests/fixtures/toy_core_run_ids.json): cached toy runs stay valid."""
-    ids = sorted(i for s in plan_runs(load_config(CORE), threads=1) for i in s.ids)
+    """The run ids of the toy recipe of the time (configs/toy/core_v1.yaml, then core.yaml), recorded
+    before the path-model options existed (tests/fixtures/toy_core_run_ids.json): cached toy runs stay valid."""
+    ids = sorted(i for s in plan_runs(load_config(CORE_V1), threads=1) for i in s.ids)
     assert ids == json.loads((ROOT / "tests/fixtures/toy_core_run_ids.json").read_text())
     assert list(spec_dict(ZooModelConfig())) == ["name", "arch", "steps", "batch_size", "lr", "target_acc",
                                                  "check_every", "seed"]

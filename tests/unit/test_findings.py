@@ -59,7 +59,8 @@ def _core_summary(last_epoch_gaps: dict[int, tuple[float, float, float]]) -> dic
 
 
 def test_e1_verdict_over_organisms_counts_each_organism_once(tmp_path):
-    """results/core and results/core-seed<k>: the E1 row leads with the mean over organisms of the
+    """results/e01_organisms and results/e01_organisms-seed<k> (one organism each): the E1 row leads
+    with the mean over organisms of the
     gap recovered at each one's last lock epoch and a t-interval over organisms; each organism's own
     verdict follows."""
     res = tmp_path / "results"
@@ -73,11 +74,11 @@ def test_e1_verdict_over_organisms_counts_each_organism_once(tmp_path):
         return next(x for x in text.splitlines() if x.startswith("| E1 ")), text.split("## E1")[1].split("## ")[0]
 
     # epoch 1 is ignored (not the last); epoch 2 gaps: 0.10, 0.20 (each CI above 0)
-    write("core", _core_summary({1: (-0.5, -0.6, -0.4), 2: (0.10, 0.02, 0.18)}))
-    write("core-seed1", _core_summary({1: (-0.5, -0.6, -0.4), 2: (0.20, 0.10, 0.30)}))
+    write("e01_organisms", _core_summary({1: (-0.5, -0.6, -0.4), 2: (0.10, 0.02, 0.18)}))
+    write("e01_organisms-seed1", _core_summary({1: (-0.5, -0.6, -0.4), 2: (0.20, 0.10, 0.30)}))
     row, _ = e1()
     assert "organisms" not in row  # two organisms: too few for an interval over organisms
-    write("core-seed2", _core_summary({1: (0.9, 0.8, 1.0), 2: (0.15, -0.05, 0.35)}))
+    write("e01_organisms-seed2", _core_summary({1: (0.9, 0.8, 1.0), 2: (0.15, -0.05, 0.35)}))
     row, section = e1()
     # mean 0.15, sd 0.05, t(0.975, 2) = 4.303: 0.15 +- 0.1242
     assert "| over 3 organisms: reproduced; per organism: mixed: seed 0: reproduced; seed 1: reproduced; " \
@@ -85,7 +86,7 @@ def test_e1_verdict_over_organisms_counts_each_organism_once(tmp_path):
     assert "**mean over 3 organisms** (last lock epoch; 95% t-interval over organisms, each organism one value): " \
            "gap recovered +15.0% (+2.6% to +27.4%)" in section
     # organisms that disagree: each CI excludes zero, the interval over organisms does not
-    write("core-seed2", _core_summary({2: (-0.25, -0.35, -0.15)}))
+    write("e01_organisms-seed2", _core_summary({2: (-0.25, -0.35, -0.15)}))
     row, _ = e1()
     assert row.startswith("| E1 | core result | over 3 organisms: inconclusive; per organism: mixed:")
 
@@ -105,3 +106,22 @@ def test_model_size_lists_the_sizes_that_unlock(tmp_path):
     text = write_findings(tmp_path / "results", tmp_path / "findings.md")
     assert "| X2 | model size (exploration) | exploration: CI above 0 for 2.2 M |" in text
     assert "0.17 M (strong model 0.810; lock: no pwd 0.450, pwd 0.900): WSU -2.0%" in text
+
+
+def test_each_section_says_what_made_its_results(tmp_path):
+    """results/<name>/config.yaml (written by `pwlock run`) gives the recipe, numerics and organisms;
+    a directory without one was made with the old recipe, and says so."""
+    from pwlock.cli import write_config
+    from pwlock.config import load_config
+
+    res = tmp_path / "results"
+    cfg = load_config("configs/toy/e01_organisms.yaml", [f"out_dir={res / 'e01_organisms'}"])
+    (res / "e01_organisms").mkdir(parents=True)
+    (res / "e01_organisms" / "summary.json").write_text(json.dumps(_core_summary({2: (0.1, 0.0, 0.2)})))
+    write_config(cfg)
+    (res / "noise").mkdir()
+    (res / "noise" / "summary.json").write_text(json.dumps({"attacks": {"wsu": _attack("wsu", 0.1, 0.0, 0.2)}}))
+    text = write_findings(res, tmp_path / "findings.md")
+    assert "- E1: the lock imitates weak3; portable numerics; 5 organisms (0, 1, 2, 3, 4)" in text
+    assert "- E3: the old recipe (configs/toy/core_v1.yaml" in text
+    assert "**Made with:** noise: the old recipe" in text.split("## E3")[1]

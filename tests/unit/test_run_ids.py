@@ -73,9 +73,9 @@ def test_portable_numerics_has_keys_of_its_own(monkeypatch):
 
     stand_ins(monkeypatch)
     monkeypatch.chdir(ROOT)
-    fast = planned_run_ids(load_config(ROOT / "configs/toy/core.yaml", ["numerics=fast"]))
-    portable = planned_run_ids(load_config(ROOT / "configs/toy/core.yaml", ["numerics=portable"]))
-    assert fast == json.loads(FIXTURE.read_text())["configs/toy/core.yaml"]
+    fast = planned_run_ids(load_config(ROOT / "configs/toy/core_v1.yaml", ["numerics=fast"]))
+    portable = planned_run_ids(load_config(ROOT / "configs/toy/core_v1.yaml", ["numerics=portable"]))
+    assert fast == json.loads(FIXTURE.read_text())["configs/toy/core_v1.yaml"]
     for stage in fast:
         assert len(portable[stage]) == len(fast[stage]) and not set(portable[stage]) & set(fast[stage]), stage
 
@@ -90,7 +90,7 @@ def test_portable_thread_count_is_in_the_key(monkeypatch):
     monkeypatch.chdir(ROOT)
 
     def ids(*over):
-        return planned_run_ids(load_config(ROOT / "configs/toy/core.yaml", list(over)))
+        return planned_run_ids(load_config(ROOT / "configs/toy/core_v1.yaml", list(over)))
 
     one = ids("numerics=portable")
     assert ids("numerics=portable", "threads=1") == one
@@ -112,4 +112,4 @@ def test_relock_rounds_key_the_wsu_they_train_with(monkeypatch):
     relocked = [i for i in base if i not in other]
     assert relocked and len(relocked) == len(base) - len(set(base) & set(other))
     plain = planned_run_ids(load_config(ROOT / "configs/toy/core.yaml", ["wsu.steps=50"]))["lock"]
-    assert plain == json.loads(FIXTURE.read_text())["configs/toy/core.yaml"]["lock"]  # no relock: unchanged
+    assert plain == json.loads(FIXTURE.read_text())["configs/toy/core_v1.yaml"]["lock"]  # no relock: unchanged
