@@ -55,11 +55,10 @@ def _numerics(cfg, own_command_line: bool) -> None:
 
     if numerics.mode() == "portable" and cfg.numerics != "portable":
         raise ConfigError(f"{numerics.ENV}=portable in the environment but the config says numerics: {cfg.numerics}")
-    if cfg.numerics == "portable":
+    if cfg.numerics == "portable" and own_command_line:
         os.environ[numerics.ENV] = "portable"
-        if own_command_line:
-            numerics.reexec_if_needed()
-    numerics.apply(cfg.numerics)
+        numerics.reexec_if_needed()
+    numerics.apply(cfg.numerics)  # (raises, leaving the environment as it was, when it is too late)
 
 
 def write_config(cfg) -> None:

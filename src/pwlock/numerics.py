@@ -183,7 +183,22 @@ def apply(m: str = "portable", *, threads: int | None = None) -> None:
         return
     if not _is_x86():
         raise NumericsError(f"numerics=portable is defined for x86-64 CPUs, not {platform.machine()}")
+    before = dict(os.environ)
     os.environ.update(portable_env())  # every variable: the processes this one starts inherit them
+    try:
+        _check_portable_applies()
+    except NumericsError:
+        os.environ.clear()  # a mode that was not applied leaves nothing behind (a later run is not "portable")
+        os.environ.update(before)
+        raise
+    import torch
+
+    torch.backends.mkldnn.enabled = False
+    torch.set_num_threads(threads or PORTABLE_THREADS)
+
+
+def _check_portable_applies() -> None:
+    """NumericsError unless ATen and MKL of this process run their portable code paths."""
     import torch
 
     cap = torch.backends.cpu.get_cpu_capability()  # computed now from the environment, unless it already was
@@ -196,8 +211,6 @@ def apply(m: str = "portable", *, threads: int | None = None) -> None:
         raise NumericsError(f"numerics=portable: MKL already runs its {branch} code branch in this process (a "
                             f"matmul ran before the mode was applied); apply it first, or start the process "
                             f"with {ENV}=portable")
-    torch.backends.mkldnn.enabled = False
-    torch.set_num_threads(threads or PORTABLE_THREADS)
 
 
 def apply_from_env() -> None:

@@ -19,7 +19,7 @@ def test_missing_config(capsys, tmp_path):
 def test_dry_run_prints_resolved_config(capsys):
     assert main(["run", CORE, "--dry-run", "lock.epochs=3"]) == 0
     out = capsys.readouterr().out
-    assert "epochs: 3" in out and "weak_model: weak2" in out
+    assert "epochs: 3" in out and "weak_model: weak3" in out
 
 
 def test_unknown_zoo_model(capsys, tmp_path):

@@ -157,12 +157,16 @@ def test_spawned_workers_inherit_the_mode(tmp_path):
 TOO_LATE = r"""
 import torch
 from pwlock import numerics
+import os
 torch.ones(8, 8) @ torch.ones(8, 8)  # ATen and MKL have picked their kernels
 msg = None
+before = dict(os.environ)
 try:
     numerics.apply("portable")
 except numerics.NumericsError as e:
     msg = str(e)
+    # nothing left behind: a later run in this process is not taken for a portable one
+    assert dict(os.environ) == before and numerics.mode() == "fast", "apply left the environment changed"
 print("RESULT " + __import__("json").dumps(msg))
 """
 

@@ -111,5 +111,5 @@ def test_relock_rounds_key_the_wsu_they_train_with(monkeypatch):
     other = planned_run_ids(load_config(ROOT / "configs/toy/e08_relock.yaml", ["wsu.steps=50"]))["lock"]
     relocked = [i for i in base if i not in other]
     assert relocked and len(relocked) == len(base) - len(set(base) & set(other))
-    plain = planned_run_ids(load_config(ROOT / "configs/toy/core.yaml", ["wsu.steps=50"]))["lock"]
+    plain = planned_run_ids(load_config(ROOT / "configs/toy/core_v1.yaml", ["wsu.steps=50"]))["lock"]
     assert plain == json.loads(FIXTURE.read_text())["configs/toy/core_v1.yaml"]["lock"]  # no relock: unchanged
