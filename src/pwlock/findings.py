@@ -632,8 +632,9 @@ def write_findings(results: Path = Path("results"), out: Path = Path("docs/findi
             meas, verdict = f"{across[0]}; {meas}", f"{across[1]}; per organism: {verdict}"
         rows.append(f"| {eid} | {title} | {verdict} |")
         details = ", ".join(f"[`results/{d}/report.md`](../results/{d}/report.md)" for d in dirs)
-        made = "; ".join(f"{d}: {made_with(results / d)}" for d in dirs)
-        recipes.setdefault(made_with(results / dirs[0]), []).append(eid)
+        by_dir = [made_with(results / d) for d in dirs]
+        recipes.setdefault(by_dir[0], []).append(eid)
+        made = "; ".join(f"{d}: {m}" for d, m in zip(dirs, by_dir))
         sections += [f"## {eid} — {title}", "", f"**Claim (write-up):** {claim}", "",
                      f"**Measured:** {meas}.", "", f"**Verdict:** {verdict} (rule: {rule}).", "",
                      f"**Made with:** {made}.", "", f"Details: {details}", ""]
