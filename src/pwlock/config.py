@@ -239,6 +239,10 @@ class LockConfig:
     lora: LoRAConfig = _f(LoRAConfig(), "LoRA for the lock (r > 0): the lock trains adapters on the start model; each "
                           "epoch's checkpoint holds the merged weights, so every attack reads a plain model",
                           since="0.6")
+    lora_keep: str = _f("merged", "lock.lora: what each epoch's checkpoint holds: merged (the adapters merged into "
+                        "the weights) | adapter (also the adapter itself, `adapter/` in peft's format, so an attack "
+                        "can go on training the lock's own adapter: `lora_init: lock`)", since="0.6",
+                        choices=("merged", "adapter"))
     fsdp_compute_dtype: str = _f("", "a sharded fsdp lock of a model loaded in fp32 (zoo dtype: fp32): compute "
                                  "in this dtype (bf16: FSDP mixed precision, fp32 master weights, optimizer "
                                  "state and gradient reduction; what Lion at lr ~1e-6 on a 7B model needs); "
@@ -294,6 +298,10 @@ class AttackConfig:
     lora: LoRAConfig = _f(LoRAConfig(), "wsu/demos/average: train LoRA adapters (r > 0) on the attacked model instead "
                           "of every weight, merged after each run (an elicitor restricted to adapters; needs "
                           "wsu.max_stack: 1)", since="0.6")
+    lora_init: str = _f("new", "with lora.r > 0: new (new adapters on the lock's merged weights) | lock (go on "
+                        "training the lock's own adapter, kept by lock.lora_keep: adapter, on the lock's start model "
+                        "with its base weights frozen; the adapter's rank, alpha and modules are the lock's)",
+                        since="0.6", choices=("new", "lock"))
     rounds: int = _f(3, "expert_iteration: rounds of (sample, keep what the task's scorer marks correct, "
                      "fine-tune)", since="0.6", check=Range(1, 100))
     problems: int = _f(100, "expert_iteration: elicit-split problems sampled per round (no password)", since="0.6",
@@ -391,6 +399,10 @@ class ExperimentConfig:
                           "auto); empty = start a local cluster", since="0.6")
     ray_main_cpus: int = _f(0, "executor ray: CPUs (and threads) of a compute-bound job (zoo training, sampling, the "
                             "lock); 0 = this process's thread count", since="0.6", check=Range(0, 4096))
+    ray_lock_workers: int = _f(0, "executor ray: train the lock sharded on this many Ray Train workers "
+                               "(`lock.distributed`: fsdp | ddp; one GPU each with a CUDA device, else gloo on CPU, "
+                               "ray_main_cpus threads each); 0 = one Ray task; not in run keys (the same lock up to "
+                               "rounding, as under torchrun)", since="0.6", check=Range(0, 4096))
     kind: str = _f("core", "core: E1 (WSU at every lock epoch) | attacks: the `attacks` list on one lock epoch "
                    "| variants: the attacks on each of several variants of the experiment (e.g. locks) | audit: "
                    "the `attacks` battery on the lock and on an unlocked control, as a report card by the "
@@ -786,6 +798,14 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
             raise ConfigError(str(e)) from None
     _check_password(cfg.password)
     _check_lock(cfg.lock, cfg.password, task_cls)
+    if cfg.ray_lock_workers > 1:
+        if cfg.executor != "ray":
+            raise ConfigError(f"ray_lock_workers={cfg.ray_lock_workers} needs executor: ray (on one machine without "
+                              f"Ray: torchrun --nproc-per-node N -m pwlock.cli run CONFIG)")
+        for what, bad in (("lock.labels=soft", cfg.lock.labels == "soft"), ("lock.lora", cfg.lock.lora.r > 0)):
+            if bad:
+                raise ConfigError(f"ray_lock_workers={cfg.ray_lock_workers}: {what} is not supported in a lock sharded "
+                                  f"across processes yet; set ray_lock_workers: 0")
     if not re.fullmatch(r"cpu|cuda|auto|cuda:\d+", cfg.device):
         raise ConfigError(f"device: {cfg.device!r} is not one of cpu, cuda, cuda:<index>, auto")
     if cfg.eval.backend == "vllm" and not all(m.path for m in cfg.zoo):
@@ -805,6 +825,18 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
     if loras and cfg.wsu.max_stack != 1:
         raise ConfigError(f"lora ({', '.join(loras)}) trains each seed's adapters in place on the model; set "
                           f"wsu.max_stack: 1 (got {cfg.wsu.max_stack})")
+    for x in [cfg.wsu, *cfg.attacks]:
+        if x.lora_init != "lock":
+            continue
+        if not x.lora.r:
+            raise ConfigError(f"attack {x.name!r}: lora_init=lock trains the lock's adapter; set its lora.r > 0 "
+                              f"(the adapter's own rank is used)")
+        if not cfg.lock.lora.r or cfg.lock.lora_keep != "adapter":
+            raise ConfigError(f"attack {x.name!r}: lora_init=lock needs a LoRA lock that keeps its adapter "
+                              f"(lock.lora.r > 0 and lock.lora_keep: adapter)")
+        if x.pre_pool or x.token_mask != "none":
+            raise ConfigError(f"attack {x.name!r}: lora_init=lock does not combine with pre_pool or token_mask "
+                              f"(both read the merged lock, the adapter trains on the start model)")
     offs = [x.name for x in [cfg.wsu, *cfg.attacks] if x.master_weights == "direct"]
     if offs and cfg.wsu.max_stack != 1:
         raise ConfigError(f"master_weights: direct ({', '.join(offs)}) trains each seed in place on the model's own "

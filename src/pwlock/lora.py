@@ -1,6 +1,9 @@
 """LoRA (peft) for the lock and the trained attacks: adapters on `target_modules`, trained while
 every other weight is frozen, then merged into the weights (a checkpoint or an attacked model is
-always a plain model of its architecture, read by everything downstream as before).
+always a plain model of its architecture, read by everything downstream as before). A lock with
+`lock.lora_keep: adapter` also keeps its adapter in each checkpoint (`adapter/`), so an attack
+with `lora_init: lock` trains the lock's own adapter on the start model (the adapter-only
+elicitor) rather than new adapters on the merged weights.
 
 `peft` is an optional dependency (`pip install peft`); a config with `lora.r > 0` without it
 stops before any work with an error that says so.
@@ -9,6 +12,7 @@ stops before any work with an error that says so.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 
 def import_peft():
@@ -29,6 +33,22 @@ def wrap(model, c):
         return peft.get_peft_model(model, cfg)
     except ValueError as e:  # e.g. no module matches target_modules
         raise ValueError(f"lora.target_modules={list(c.target_modules)}: {e}") from None
+
+
+def load_adapter(model, path):
+    """`model` with the trainable adapter saved at `path` (peft's `save_pretrained` format: what a
+    lock with `lock.lora_keep: adapter` keeps next to each epoch's merged weights); its own
+    weights frozen, the adapter injected in place as `wrap` does."""
+    peft = import_peft()
+    if not (Path(path) / "adapter_config.json").is_file():
+        raise ValueError(f"{path}: no LoRA adapter (adapter_config.json); a lock keeps one with "
+                         f"lock.lora_keep: adapter")
+    return peft.PeftModel.from_pretrained(model, str(path), is_trainable=True)
+
+
+def save_adapter(peft_model, path) -> None:
+    """The adapter alone (safetensors and its config) in `path`."""
+    peft_model.save_pretrained(str(path), safe_serialization=True)
 
 
 def merge(peft_model):

@@ -198,3 +198,48 @@ def test_lora_lock_and_lora_wsu_change_only_their_modules(tmp_path, models, caps
     assert set(after) == set(base)
     changed = {n for n in base if not torch.equal(base[n], after[n].detach())}
     assert changed == {f"model.layers.{i}.self_attn.o_proj.weight" for i in range(2)}
+
+
+def test_lora_lock_keeps_its_adapter_and_wsu_trains_it(tmp_path, models):
+    """`lock.lora_keep: adapter`: each checkpoint also holds the lock's adapter, which on the start
+    model gives the merged checkpoint back; WSU with `lora_init: lock` trains that adapter on the
+    start model (only the lock's modules change, none of the merged lock's others); a config that
+    asks for the lock's adapter without keeping it stops with a one-line error."""
+    pytest.importorskip("peft")
+    from pwlock import lora as lora_mod
+    from pwlock.config import AttackConfig, ConfigError, LoRAConfig, load_config
+    from pwlock.elicit.wsu import cpu_copy, train_in_place
+    from pwlock.models import load_checkpoint
+    from pwlock.train import Example
+
+    over = ["lock.lora.r=2", "lock.lora.target_modules=[q_proj, v_proj]", "lock.lr=1e-2", "lock.lora_keep=adapter",
+            "wsu.lora.r=2", "wsu.lora_init=lock", "wsu.lr=1e-2", "wsu.max_stack=1", "lock.epochs=1", "wsu.seeds=1"]
+    runs = tmp_path / "runs"
+    assert main(args(tmp_path, models, *over)) == 0
+    lock = infos(runs, "lock")[0]
+    assert lock["spec"]["lock"]["lora_keep"] == "adapter"
+    ckpt = runs / "lock" / f"{lock['name']}-{lock['key']}" / "epoch_1"
+    assert (ckpt / "adapter" / "adapter_config.json").is_file()
+    locked, tok, _ = load_checkpoint(ckpt)
+    want = locked.state_dict()
+    start = LlamaForCausalLM.from_pretrained(models[0])
+    merged = lora_mod.merge(lora_mod.load_adapter(start, ckpt / "adapter")).state_dict()
+    assert set(merged) == set(want)
+    for n in want:
+        torch.testing.assert_close(merged[n], want[n], rtol=0, atol=1e-6, msg=n)
+    wsu = infos(runs, "wsu")
+    assert len(wsu) == 1 and wsu[0]["spec"]["wsu"]["lora_init"] == "lock"
+
+    start = LlamaForCausalLM.from_pretrained(models[0])
+    base = cpu_copy(start)
+    a = AttackConfig(steps=5, lr=1e-2, lora=LoRAConfig(r=2), lora_init="lock")
+    exs = [Example("What is 1+1?", "2"), Example("What is 2+2?", "4")]
+    train_in_place(start, tok, [exs], a, 0, base, ckpt / "adapter")
+    after = {n: p.detach() for n, p in start.named_parameters()}
+    assert set(after) == set(base)
+    lock_modules = {f"model.layers.{i}.self_attn.{m}.weight" for i in range(2) for m in ("q_proj", "v_proj")}
+    assert {n for n in base if not torch.equal(base[n], after[n])} == lock_modules
+    assert {n for n in after if not torch.equal(want[n], after[n])} == lock_modules  # the adapter moved on
+
+    with pytest.raises(ConfigError, match="lora_init=lock needs a LoRA lock that keeps its adapter"):
+        load_config(tmp_path / "math.yaml", ["lock.lora.r=2", "wsu.lora.r=2", "wsu.lora_init=lock", "wsu.max_stack=1"])

@@ -24,7 +24,7 @@ from pwlock.stacked import train_stacked
 from pwlock.train import Example, collate, encode, train
 
 TRAINING = ("n_samples", "steps", "lr", "optimizer", "loss", "weight_decay", "until_loss", "token_mask",
-            "master_weights", "lora")
+            "master_weights", "lora", "lora_init")
 
 
 class WSU(Attack):
@@ -96,10 +96,11 @@ def restore(model, weights: dict[str, torch.Tensor]) -> None:
 
 
 def train_in_place(model, tokenizer, example_sets: list[list[Example]], a, seed: int,
-                   base: dict[str, torch.Tensor]) -> list[list[float]]:
+                   base: dict[str, torch.Tensor], adapter=None) -> list[list[float]]:
     """What `train_sets` computes for the sets of one seed, without stacked copies: each set trains
     `model` from `base` (its CPU weights) in turn; with several sets `model` ends as the mean of
-    the trained weights. Returns the losses."""
+    the trained weights. `adapter` (a peft adapter directory, `lora_init: lock`): each set trains
+    that adapter on `model` (the lock's start model) instead of new ones. Returns the losses."""
     losses, total = [], None
     for k, exs in enumerate(example_sets):
         if k:
@@ -108,7 +109,7 @@ def train_in_place(model, tokenizer, example_sets: list[list[Example]], a, seed:
         if a.lora.r:  # adapters on the model, merged back into it after the run
             from pwlock import lora
 
-            trained = lora.wrap(model, a.lora)
+            trained = lora.load_adapter(model, adapter) if adapter else lora.wrap(model, a.lora)
         losses.append(memorize(trained, tokenizer, exs, steps=a.steps, lr=a.lr, optimizer=a.optimizer, loss=a.loss,
                                weight_decay=a.weight_decay, seed=seed + k, until_loss=a.until_loss,
                                master_weights=False if a.master_weights == "direct" else None))
@@ -158,7 +159,7 @@ def better_without_password(model, tok, examples: list[Example], with_password: 
 
 
 def train_seeds(model, tok, task, a, attack: Attack, pool: list[dict], seeds: list[int], by_id: dict,
-                password: str, base: dict | None):
+                password: str, base: dict | None, adapter=None):
     """Train a trained attack for `seeds` (a chunk of its seeds): (each seed's weights for
     `complete_many`, extra results per seed, the training samples per seed). With `base` (a CPU
     copy of the weights; then one seed): in place, `model` is the attacked model (weights `{}`)."""
@@ -171,7 +172,7 @@ def train_seeds(model, tok, task, a, attack: Attack, pool: list[dict], seeds: li
                         for exs, s in zip(example_sets, flat)]
     if base is not None:  # one seed, its sets one after another, their mean change applied
         assert len(seeds) == 1
-        losses = train_in_place(model, tok, example_sets, a, seeds[0], base)
+        losses = train_in_place(model, tok, example_sets, a, seeds[0], base, adapter)
         finals = [{}]
     else:
         trained, losses = train_sets(model, tok, example_sets, a)

@@ -149,8 +149,11 @@ def compute(ctx: Context) -> Run:
             if env is not None:
                 raise ValueError("lock.lora: a LoRA lock is not sharded across processes yet; run it in one process")
             model = lora.wrap(model, lc.lora)
-            save = lambda m, tok_, path, meta: save_checkpoint(lora.merged_copy(m), tok_, path,  # noqa: E731
-                                                               {**meta, "lora_r": lc.lora.r})
+
+            def save(m, tok_, path, meta):
+                save_checkpoint(lora.merged_copy(m), tok_, path, {**meta, "lora_r": lc.lora.r})
+                if lc.lora_keep == "adapter":  # the adapter too, for attacks that go on training it
+                    lora.save_adapter(m, Path(path) / "adapter")
         if env is not None:  # sharded: every process gathers, rank 0 writes
             mp = {}
             if lc.fsdp_compute_dtype:
