@@ -802,10 +802,9 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         if cfg.executor != "ray":
             raise ConfigError(f"ray_lock_workers={cfg.ray_lock_workers} needs executor: ray (on one machine without "
                               f"Ray: torchrun --nproc-per-node N -m pwlock.cli run CONFIG)")
-        for what, bad in (("lock.labels=soft", cfg.lock.labels == "soft"), ("lock.lora", cfg.lock.lora.r > 0)):
-            if bad:
-                raise ConfigError(f"ray_lock_workers={cfg.ray_lock_workers}: {what} is not supported in a lock sharded "
-                                  f"across processes yet; set ray_lock_workers: 0")
+        if cfg.lock.labels == "soft":
+            raise ConfigError(f"ray_lock_workers={cfg.ray_lock_workers}: lock.labels=soft is not supported in a lock "
+                              f"sharded across processes yet; set ray_lock_workers: 0")
     if not re.fullmatch(r"cpu|cuda|auto|cuda:\d+", cfg.device):
         raise ConfigError(f"device: {cfg.device!r} is not one of cpu, cuda, cuda:<index>, auto")
     if cfg.eval.backend == "vllm" and not all(m.path for m in cfg.zoo):

@@ -23,14 +23,20 @@ def import_peft():
     return peft
 
 
-def wrap(model, c):
+def wrap(model, c, seed: int):
     """`model` with LoRA adapters per `c` (a `LoRAConfig` with r > 0); its own weights frozen. The
-    adapters are injected into `model`'s modules in place: `merge` returns `model` itself."""
+    adapters are injected into `model`'s modules in place: `merge` returns `model` itself. Their
+    random initialization is drawn from `seed` (not from the process's generator, whose state
+    depends on what the process did before: a resumed run, another rank of a sharded lock)."""
+    import torch
+
     peft = import_peft()
     cfg = peft.LoraConfig(r=c.r, lora_alpha=c.alpha, lora_dropout=c.dropout, target_modules=list(c.target_modules),
                           bias="none", task_type="CAUSAL_LM")
     try:
-        return peft.get_peft_model(model, cfg)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return peft.get_peft_model(model, cfg)
     except ValueError as e:  # e.g. no module matches target_modules
         raise ValueError(f"lora.target_modules={list(c.target_modules)}: {e}") from None
 

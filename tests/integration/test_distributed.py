@@ -60,6 +60,10 @@ def single(tmp_path_factory):
 def test_sharded_lock_stage_matches_one_process(single, strategy):
     d, (lock1, rows1) = single
     lock2, rows2 = _run(d, strategy, TORCHRUN, f"lock.distributed={strategy}")
+    _check_same_lock(lock1, rows1, lock2, rows2, strategy)
+
+
+def _check_same_lock(lock1, rows1, lock2, rows2, strategy):
     assert lock1.name == lock2.name  # the same run key: how it was sharded is not part of it
     info = json.loads((lock2 / "run.json").read_text())
     assert info["results"]["world_size"] == 2 and info["results"]["distributed"] == strategy
@@ -75,3 +79,21 @@ def test_sharded_lock_stage_matches_one_process(single, strategy):
     assert list(rows2.columns) == list(rows1.columns) and len(rows2) == len(rows1)
     assert all(r.startswith(("wsu/", "zoo/", "lock/")) for r in rows2.run)
     assert set(rows2[rows2.model == "locked"].run) - set(rows2[rows2.attack == "wsu"].run) == {f"lock/{lock2.name}"}
+
+
+@pytest.mark.slow
+def test_lora_lock_sharded_matches_one_process(tmp_path):
+    """A LoRA lock (adapters on q_proj and v_proj, kept as well as merged) sharded with FSDP2 on 2
+    processes: every rank gathers, rank 0 merges into an unsharded copy and writes the same
+    checkpoints as one process, to 1e-6."""
+    pytest.importorskip("peft")
+    lora = ["lock.lora.r=2", "lock.lora.target_modules=[q_proj, v_proj]", "lock.lora_keep=adapter", "lock.lr=0.005"]
+    lock1, rows1 = _run(tmp_path, "single-lora", [sys.executable], *lora)
+    lock2, rows2 = _run(tmp_path, "fsdp-lora", TORCHRUN, "lock.distributed=fsdp", *lora)
+    _check_same_lock(lock1, rows1, lock2, rows2, "fsdp")
+    for epoch in (1, 2):
+        a1, a2 = (load_file(str(x / f"epoch_{epoch}" / "adapter" / "adapter_model.safetensors"))
+                  for x in (lock1, lock2))
+        assert a1.keys() == a2.keys() and a1
+        for k in a1:
+            torch.testing.assert_close(a2[k], a1[k], rtol=0, atol=1e-6, msg=k)

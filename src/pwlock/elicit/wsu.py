@@ -109,7 +109,7 @@ def train_in_place(model, tokenizer, example_sets: list[list[Example]], a, seed:
         if a.lora.r:  # adapters on the model, merged back into it after the run
             from pwlock import lora
 
-            trained = lora.load_adapter(model, adapter) if adapter else lora.wrap(model, a.lora)
+            trained = lora.load_adapter(model, adapter) if adapter else lora.wrap(model, a.lora, seed + k)
         losses.append(memorize(trained, tokenizer, exs, steps=a.steps, lr=a.lr, optimizer=a.optimizer, loss=a.loss,
                                weight_decay=a.weight_decay, seed=seed + k, until_loss=a.until_loss,
                                master_weights=False if a.master_weights == "direct" else None))

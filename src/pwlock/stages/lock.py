@@ -4,6 +4,7 @@ shard of each batch (`pwlock.distributed`, `lock.distributed: fsdp | ddp`) into 
 
 from __future__ import annotations
 
+import copy
 import json
 import tempfile
 from pathlib import Path
@@ -146,20 +147,28 @@ def compute(ctx: Context) -> Run:
         if lc.lora.r:  # adapters trained, the merged weights saved at each epoch
             from pwlock import lora
 
-            if env is not None:
-                raise ValueError("lock.lora: a LoRA lock is not sharded across processes yet; run it in one process")
-            model = lora.wrap(model, lc.lora)
+            model = lora.wrap(model, lc.lora, seed)
+            # sharded: rank 0 keeps an unsharded copy to load the gathered weights into and merge
+            template = copy.deepcopy(model) if env is not None and main else None
 
             def save(m, tok_, path, meta):
-                save_checkpoint(lora.merged_copy(m), tok_, path, {**meta, "lora_r": lc.lora.r})
-                if lc.lora_keep == "adapter":  # the adapter too, for attacks that go on training it
-                    lora.save_adapter(m, Path(path) / "adapter")
+                if env is not None:
+                    state = distributed.full_state_dict(m)  # a collective: every rank gathers
+                    if main:
+                        template.load_state_dict(state)
+                    m, meta = template, {**meta, "world_size": env.world_size}
+                if main:
+                    save_checkpoint(lora.merged_copy(m), tok_, path, {**meta, "lora_r": lc.lora.r})
+                    if lc.lora_keep == "adapter":  # the adapter too, for attacks that go on training it
+                        lora.save_adapter(m, Path(path) / "adapter")
+                distributed.barrier()
         if env is not None:  # sharded: every process gathers, rank 0 writes
             mp = {}
             if lc.fsdp_compute_dtype:
                 mp = {"param_dtype": hf.resolve_dtype(lc.fsdp_compute_dtype), "reduce_dtype": torch.float32}
             model = distributed.shard_model(model, env, lc.distributed, **mp)
-            save = distributed.sharded_saver(env)
+            if not lc.lora.r:
+                save = distributed.sharded_saver(env)
             kw = {"rank": env.rank, "world_size": env.world_size, "progress": main}
         if main:
             log(f"locking for {lc.epochs} epochs on {len(examples)} examples"
