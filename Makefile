@@ -26,10 +26,10 @@ experiments: $(STAMP)
 	for f in configs/toy/e[0-9][0-9]_*.yaml configs/toy/x[12]_*.yaml; do $(BIN)/pwlock run $$f || exit 1; done
 	$(BIN)/pwlock report --all
 
-# The same with seed 1 (a new zoo, locks and sample sets), into results/<name>-seed1/ (E1 runs over its
-# organisms in results/e01_organisms/ instead).
+# The same with seed 1 (a new zoo, locks and sample sets), into results/<name>-seed1/, for the configs
+# not yet run over organisms (those with `organisms:` report every organism in results/<name>/ instead).
 experiments-seed1: $(STAMP)
-	for f in $$(ls configs/toy/e[0-9][0-9]_*.yaml configs/toy/x[12]_*.yaml | grep -v e01_organisms); do \
+	for f in $$(grep -L '^organisms:' configs/toy/e[0-9][0-9]_*.yaml configs/toy/x[12]_*.yaml); do \
 	  n=$$($(BIN)/pwlock config $$f | sed -n 's/^experiment: //p'); \
 	  $(BIN)/pwlock run $$f seed=1 out_dir=results/$$n-seed1 || exit 1; done
 	$(BIN)/pwlock report --all
