@@ -64,8 +64,15 @@ def _numerics(cfg, own_command_line: bool) -> None:
 def write_config(cfg) -> None:
     """results_dir/config.yaml: the resolved config the results were made with (recipe, numerics,
     organisms), so that a reader, and `pwlock report --all`, can tell what produced them."""
+    import yaml
+
+    from pwlock.config import spec_dict
+
+    # as run keys do, fields added later (`since=`) are left out at their defaults: a field added to
+    # pwlock does not change the file a reader's rerun writes
     atomic_write_text(Path(cfg.results_dir) / "config.yaml",
-                      f"# The resolved config of these results (written by `pwlock run`).\n{dump_yaml(cfg)}")
+                      "# The resolved config of these results (written by `pwlock run`; fields at the default they "
+                      "had before they existed are left out).\n" + yaml.safe_dump(spec_dict(cfg), sort_keys=False))
 
 
 def cmd_run(args) -> int:

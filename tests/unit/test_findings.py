@@ -125,3 +125,17 @@ def test_each_section_says_what_made_its_results(tmp_path):
     assert "- E1: the lock imitates weak3; portable numerics; 5 organisms (0, 1, 2, 3, 4)" in text
     assert "- E3: the old recipe (configs/toy/core_v1.yaml" in text
     assert "**Made with:** noise: the old recipe" in text.split("## E3")[1]
+
+
+def test_results_config_loads_back_and_leaves_out_later_fields_at_their_default(tmp_path):
+    """config.yaml loads back as the config it records; a field added since 0.1 at its default (e.g.
+    lock.lora_keep) is not in it, so adding one to pwlock does not change what a rerun writes."""
+    from pwlock.cli import write_config
+    from pwlock.config import load_config
+
+    cfg = load_config("configs/toy/e03_noise.yaml", [f"out_dir={tmp_path / 'noise'}"])
+    (tmp_path / "noise").mkdir()
+    write_config(cfg)
+    text = (tmp_path / "noise" / "config.yaml").read_text()
+    assert "lora_keep" not in text and "ray_lock_workers" not in text and "numerics: portable" in text
+    assert load_config(tmp_path / "noise" / "config.yaml") == cfg
