@@ -13,7 +13,13 @@ asks for one GPU. A task whose worker process or node dies is retried by Ray (`m
 its unfinished run directory wiped as always; an exception in a job (a config or data error, a
 diverged training) fails the experiment at once, not retried.
 
-Ray is optional: `pip install -e .[ray]`.
+A lock sharded across several processes (`ray_lock_workers: N`, a 7B lock on N GPUs) runs
+through Ray Train: a `TorchTrainer` of N workers, each joined to the process group by Ray Train
+(NCCL on GPUs, gloo on CPUs), runs the lock stage as a rank of a torchrun group does
+(`pwlock.distributed`, `lock.distributed: fsdp | ddp`): the same lock run, rank 0 writes it.
+Progress: one bar over the jobs of the whole graph, with counts per stage.
+
+Ray is optional: `pip install -e .[ray]` (Ray Train: the `ray[train]` extra it names).
 """
 
 from __future__ import annotations
@@ -88,6 +94,68 @@ def _task(cwd: str, cfg, threads: int, job, env: dict):
     return [r.id for r in job.runs]
 
 
+def _train_worker(conf: dict) -> None:
+    """One Ray Train worker of a sharded lock: Ray Train has joined it to the process group (gloo
+    on CPU, NCCL on GPU), so the lock stage shards as under torchrun (`pwlock.distributed`): rank 0
+    writes the lock run, the others train their shards. An exception in the job is written to
+    `errors/` and the worker returns: Ray Train's retries are for lost workers only."""
+    import json
+    import traceback
+
+    import torch
+    import torch.distributed as dist
+
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    try:
+        if torch.cuda.is_available() and conf["gpu"]:
+            import ray.train.torch as rt
+
+            torch.cuda.set_device(rt.get_device())
+        _task(conf["cwd"], conf["cfg"], conf["threads"], conf["job"], conf["env"])
+    except Exception as e:  # the job's own error: reported by the driver, not retried
+        err = Path(conf["errors"]) / f"rank{rank}.json"
+        err.parent.mkdir(parents=True, exist_ok=True)
+        err.write_text(json.dumps({"type": type(e).__name__, "message": str(e), "traceback": traceback.format_exc()}))
+
+
+def run_sharded(cfg, job, workers: int, cpus: int, gpu: bool, env: dict, cwd: str) -> None:
+    """Run `job` (the lock stage) on `workers` Ray Train workers (`TorchTrainer`), `cpus` CPUs and
+    threads each (one GPU each with `gpu`); the same run directory as a single process."""
+    import json
+    import tempfile
+
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    with tempfile.TemporaryDirectory(prefix="pwlock-ray-train-", dir=cfg.runs_dir) as tmp:
+        errors = Path(tmp).resolve() / "errors"
+        conf = {"cwd": cwd, "cfg": cfg, "threads": cpus, "job": job, "env": env, "errors": str(errors), "gpu": gpu}
+        trainer = TorchTrainer(
+            _train_worker, train_loop_config=conf,
+            torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
+            scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpu,
+                                         resources_per_worker={"CPU": cpus, **({"GPU": 1} if gpu else {})}),
+            run_config=RunConfig(name=f"pwlock-{job.stage}", storage_path=str(Path(tmp).resolve() / "ray"),
+                                 failure_config=FailureConfig(max_failures=RETRIES),
+                                 **({"runtime_env": {"env_vars": env}} if env and _runconfig_has_env() else {})))
+        trainer.fit()
+        errs = sorted(errors.glob("rank*.json"))
+        if errs:
+            e = json.loads(errs[0].read_text())
+            raise ValueError(f"{job.stage} on {workers} Ray Train workers, {errs[0].stem}: {e['type']}: {e['message']}")
+    if not job.done:
+        raise RuntimeError(f"{job.stage} on {workers} Ray Train workers finished without its run "
+                           f"{', '.join(r.id for r in job.runs)} (rank 0 writes it)")
+
+
+def _runconfig_has_env() -> bool:
+    import inspect
+
+    from ray.train import RunConfig
+
+    return "runtime_env" in inspect.signature(RunConfig).parameters
+
+
 def _probe(cwd: str, path: str) -> str:
     p = Path(cwd) / path
     return p.read_text() if p.is_file() else f"missing: {p}"
@@ -118,27 +186,51 @@ def execute(ctx, phases) -> None:
 
     cfg = ctx.cfg
     if distributed.current_env() is not None:
-        raise ValueError("executor: ray does not run under torchrun (a sharded lock on Ray Train is not built yet); "
-                         "use the local executor there")
+        raise ValueError("executor: ray does not run under torchrun; for a sharded lock on Ray set "
+                         "ray_lock_workers: N (Ray Train workers), or use the local executor under torchrun")
     ray = connect(cfg)
     check_shared_runs_dir(ray, cfg)
     env = _env(cfg)
     gpus = 1 if ctx.device.type == "cuda" else 0
     main_threads = cfg.ray_main_cpus or torch.get_num_threads()
+    sharded = cfg.ray_lock_workers > 1 and not cfg.lock.given
     runtime = {"env_vars": env} if env else None
     cwd = os.getcwd()
-    for ph in phases:
-        todo = [j for j in ph.jobs if not j.done]
-        if not todo:
-            continue
-        refs = []
-        for j in todo:  # (a `ranks` job outside torchrun, the lock, is a main job)
-            threads = main_threads if j.where in ("main", "ranks") else 1
-            opts = {"num_cpus": threads, "num_gpus": gpus, "max_retries": RETRIES, "retry_exceptions": False}
-            if runtime:
-                opts["runtime_env"] = runtime
-            refs.append(ray.remote(**opts)(_task).remote(cwd, cfg, threads, j, env))
-        with tqdm(total=len(refs), desc=f"{ph.desc} [ray]") as bar:
+    if sharded:  # before any work: a placement Ray cannot make would wait forever
+        n, per = cfg.ray_lock_workers, max(1, main_threads // cfg.ray_lock_workers)
+        have = ray.cluster_resources()
+        for res, need in (("CPU", n * per), ("GPU", n * gpus)):
+            if need and have.get(res, 0) < need:
+                raise ValueError(f"ray_lock_workers={n}: the lock asks for {need:g} {res}s ({per} CPU"
+                                 f"{' + 1 GPU' if gpus else ''} per worker) but the cluster has "
+                                 f"{have.get(res, 0):g}")
+    # one bar over the whole graph: the jobs to run, with counts per stage (done/all)
+    todo_all = [j for ph in phases for j in ph.jobs if not j.done]
+    counts = {st: [0, sum(j.stage == st for j in todo_all)] for st in dict.fromkeys(j.stage for j in todo_all)}
+    with tqdm(total=len(todo_all), desc="jobs [ray]") as bar:
+        def finished(job) -> None:
+            counts[job.stage][0] += 1
+            bar.set_postfix_str(" ".join(f"{st} {a}/{b}" for st, (a, b) in counts.items()), refresh=False)
+            bar.update(1)
+
+        for ph in phases:
+            todo = [j for j in ph.jobs if not j.done]
+            if not todo:
+                continue
+            refs, jobs = [], {}
+            for j in todo:  # (a `ranks` job outside torchrun, the lock, is a main job)
+                if sharded and j.where == "ranks":
+                    run_sharded(cfg, j, cfg.ray_lock_workers, max(1, main_threads // cfg.ray_lock_workers),
+                                bool(gpus), env, cwd)
+                    finished(j)
+                    continue
+                threads = main_threads if j.where in ("main", "ranks") else 1
+                opts = {"num_cpus": threads, "num_gpus": gpus, "max_retries": RETRIES, "retry_exceptions": False}
+                if runtime:
+                    opts["runtime_env"] = runtime
+                ref = ray.remote(**opts)(_task).remote(cwd, cfg, threads, j, env)
+                refs.append(ref)
+                jobs[ref] = j
             pending = list(refs)
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)
@@ -149,4 +241,4 @@ def execute(ctx, phases) -> None:
                         ray.cancel(r, force=True)
                     cause = e.cause if getattr(e, "cause", None) is not None else e
                     raise cause from None
-                bar.update(1)
+                finished(jobs[done[0]])

@@ -63,6 +63,17 @@ def test_sharded_lock_stage_matches_one_process(single, strategy):
     _check_same_lock(lock1, rows1, lock2, rows2, strategy)
 
 
+@pytest.mark.slow
+def test_ray_train_lock_matches_one_process(single):
+    """`executor: ray` with `ray_lock_workers: 2`: the lock on 2 Ray Train workers (gloo, a local
+    Ray cluster on this machine's CPUs) is the same run as one process's, to 1e-6."""
+    pytest.importorskip("ray.train")
+    d, (lock1, rows1) = single
+    lock2, rows2 = _run(d, "ray-train", [sys.executable], "executor=ray", "ray_lock_workers=2",
+                        "lock.distributed=fsdp")
+    _check_same_lock(lock1, rows1, lock2, rows2, "fsdp")
+
+
 def _check_same_lock(lock1, rows1, lock2, rows2, strategy):
     assert lock1.name == lock2.name  # the same run key: how it was sharded is not part of it
     info = json.loads((lock2 / "run.json").read_text())
