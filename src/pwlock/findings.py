@@ -615,7 +615,10 @@ def write_findings(results: Path = Path("results"), out: Path = Path("docs/findi
             except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
                 raise ValueError(f"{results / d / 'summary.json'}: not a summary of {eid} ({name}): "
                                  f"{type(e).__name__} {e}") from None
-        if len(found) == 1:
+        if len(found) == 1 and found[0][0] == "seed 0" and (results / name / "summary_by_organism.json").is_file():
+            meas = found[0][1]  # one directory over organisms: its text says over which
+            verdict = found[0][2]
+        elif len(found) == 1:
             meas = f"**{found[0][0]}** only: {found[0][1]}"
             verdict = found[0][2] + ("" if found[0][0] == "seed 0" else f" ({found[0][0]} only)")
         else:

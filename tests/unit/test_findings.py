@@ -119,12 +119,16 @@ def test_each_section_says_what_made_its_results(tmp_path):
     (res / "e01_organisms").mkdir(parents=True)
     (res / "e01_organisms" / "summary.json").write_text(json.dumps(_core_summary({2: (0.1, 0.0, 0.2)})))
     write_config(cfg)
+    (res / "e01_organisms" / "summary_by_organism.json").write_text("{}")  # a directory over organisms
     (res / "noise").mkdir()
     (res / "noise" / "summary.json").write_text(json.dumps({"attacks": {"wsu": _attack("wsu", 0.1, 0.0, 0.2)}}))
     text = write_findings(res, tmp_path / "findings.md")
     assert "- E1: the lock imitates weak3; portable numerics; 5 organisms (0, 1, 2, 3, 4)" in text
     assert "- E3: the old recipe (configs/toy/core_v1.yaml" in text
     assert "**Made with:** noise: the old recipe" in text.split("## E3")[1]
+    e1 = text.split("## E1 —")[1].split("\n## ")[0]
+    assert "**Measured:** **seed 0** only" not in e1 and "**Measured:** " in e1  # not "seed 0" for 5 organisms
+    assert "**Measured:** **seed 0** only" in text.split("## E3 —")[1].split("\n## ")[0]
 
 
 def test_results_config_loads_back_and_leaves_out_later_fields_at_their_default(tmp_path):
