@@ -13,21 +13,26 @@ from pwlock.config import ConfigError, dump_yaml, load_config
 from pwlock.utils import atomic_write_text
 
 
-def _readme_block(summary: dict, results_dir: Path) -> str:
-    from pwlock.report import across_epochs, core_table, verdict
+def _readme_block(summary: dict, results_dir: Path, kind: str, experiment: str) -> str:
+    from pwlock.report import across_epochs, audit_readme_block, core_table, verdict
 
+    if kind == "audit":
+        return audit_readme_block(summary, results_dir, experiment)
     return (f"![E1: weak sample unlocking on the toy organism]({results_dir.as_posix()}/core.png)\n\n"
             f"{core_table(summary)}\n\n**Measured:** {verdict(summary)} {across_epochs(summary)}\n")
 
 
-README_MARKERS = ("<!-- core-results:start -->", "<!-- core-results:end -->")
+# the README block each kind refreshes (`--readme`): E1's results (pwlock run), the audit's card (pwlock audit)
+README_MARKERS = {"core": ("<!-- core-results:start -->", "<!-- core-results:end -->"),
+                  "audit": ("<!-- audit-card:start -->", "<!-- audit-card:end -->")}
 
 
 def check_readme(readme: Path, kind: str) -> str:
-    """`--readme FILE`, checked before any work: an E1 config, a readable file with the markers."""
-    start, end = README_MARKERS
-    if kind != "core":
-        raise ConfigError(f"--readme {readme}: only E1 (kind core) refreshes a README, this config is kind {kind}")
+    """`--readme FILE`, checked before any work: an E1 or audit config, a readable file with the markers."""
+    if kind not in README_MARKERS:
+        raise ConfigError(f"--readme {readme}: only E1 (kind core, `pwlock run`) and an audit (kind audit, "
+                          f"`pwlock audit`) refresh a README, this config is kind {kind}")
+    start, end = README_MARKERS[kind]
     if not readme.is_file():
         raise ConfigError(f"--readme {readme}: file not found")
     try:
@@ -39,12 +44,13 @@ def check_readme(readme: Path, kind: str) -> str:
     return text
 
 
-def sync_readme(readme: Path, summary: dict, results_dir: Path) -> None:
-    """Replace the block between the core-results markers of the README with fresh numbers."""
-    text = check_readme(readme, "core")
-    start, end = README_MARKERS
+def sync_readme(readme: Path, summary: dict, results_dir: Path, kind: str = "core", experiment: str = "") -> None:
+    """Replace the block between the kind's markers of the README with fresh numbers."""
+    text = check_readme(readme, kind)
+    start, end = README_MARKERS[kind]
     new = re.sub(re.escape(start) + ".*?" + re.escape(end),
-                 lambda _: f"{start}\n{_readme_block(summary, results_dir)}{end}", text, flags=re.S)
+                 lambda _: f"{start}\n{_readme_block(summary, Path(results_dir), kind, experiment)}{end}", text,
+                 flags=re.S)
     atomic_write_text(readme, new)
 
 
@@ -119,8 +125,8 @@ def cmd_run(args) -> int:
     print(f"wrote {cfg.results_dir}/ (results.csv, per_problem.jsonl, summary.json, {cfg.experiment}.png, report.md, "
           f"config.yaml) "
           f"in {time.time() - t0:.0f} s")
-    if cfg.kind == "core" and args.readme:
-        sync_readme(Path(args.readme), summary, cfg.results_dir)
+    if args.readme:
+        sync_readme(Path(args.readme), summary, cfg.results_dir, cfg.kind, cfg.experiment)
     print("\n".join(kind.verdicts(summary)))
     return 0
 
@@ -166,7 +172,6 @@ def cmd_audit(args) -> int:
                           "lock.given=audited", "lock.epochs=1"]
         if args.password:
             args.overrides.append(f"password.password={args.password}")
-    args.readme = None
     args.verify = False
     args.verify_dir = None
     return cmd_run(args)
@@ -232,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     au.add_argument("--password", default=None, help="with --model: its password (else the config's)")
     au.add_argument("--prompt-format", default="auto", choices=("auto", "chat", "raw"),
                     help="with --model: how prompts reach it (raw: the task's text as is, as toy models read it)")
+    au.add_argument("--readme", default=None, help="also refresh the audit-card block of this README "
+                                                  "(between <!-- audit-card:start --> and <!-- audit-card:end -->)")
     au.set_defaults(fn=cmd_audit)
     ex = sub.add_parser("export", help="a lock checkpoint as a plain Hugging Face directory with a model card")
     ex.add_argument("run", help="a lock run directory (runs/lock/<name>-<key>) or one of its checkpoints")

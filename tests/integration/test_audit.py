@@ -66,10 +66,16 @@ def test_audit_card_control_cache_and_export(tmp_path, nano_runs):
     text = (out / "report.md").read_text()
     assert "chosen on 50" in text and "Control" in text and "φ" in text
     assert at["noise"]["phi"] > 0 and "control_phi" in at["noise"]
-    # cached: a second audit computes nothing
+    # cached: a second audit computes nothing; with --readme it refreshes the README's card block
     journal = (runs / "journal.log").read_text()
-    assert main(_args(tmp_path, nano_runs, cfg)) == 0
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- audit-card:start -->\nold\n<!-- audit-card:end -->\nrest\n")
+    assert main([*_args(tmp_path, nano_runs, cfg), "--readme", str(readme)]) == 0
     assert (runs / "journal.log").read_text() == journal
+    block = readme.read_text()
+    assert block.startswith("intro\n") and block.endswith("rest\n") and "old" not in block
+    assert "aud.png)" in block and "| budget | attack |" in block and "- **weak samples**: " in block
+    assert main([*_args(tmp_path, nano_runs, cfg), "--readme", str(tmp_path / "missing.md")]) == 2
 
     # export the audited lock: transformers alone reads it back, with the same logits
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -382,7 +382,8 @@ def test_readme_without_its_markers(capsys, tmp_path):
         err = capsys.readouterr().err.strip()
         assert code == 2 and len(err.splitlines()) == 1 and needle in err and str(path) in err
     code = main(["run", CORE, "kind=attacks", "attacks=[{name: w, kind: wsu}]", "--readme", str(readme), "--dry-run"])
-    assert code == 2 and "only E1 (kind core)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 2 and "only E1 (kind core" in err and "this config is kind attacks" in err
     assert readme.read_text() == "# no markers here\n"
 
 
