@@ -2,6 +2,8 @@
 the byte, every run is computed once (the journal), and a second run computes nothing. Slow
 (Ray's start-up on 2 cores); `pytest -m slow tests/integration/test_ray.py`."""
 
+import json
+
 import pytest
 from nano import NANO, ZOO
 
@@ -73,3 +75,27 @@ def test_ray_worker_killed_mid_job(tmp_path):
     assert (tmp_path / "a" / "results.csv").read_bytes() == (tmp_path / "b" / "results.csv").read_bytes()
     done = _finished(runs)
     assert len(done) == len(set(done))
+
+
+def test_ray_portable_numerics_match_local(tmp_path):
+    """`numerics: portable` on Ray: the tasks' worker processes start with portable's variables
+    (runtime_env) and apply them, so the nano E1 gives the local executor's portable results.csv
+    byte for byte. Separate processes: portable mode must be applied before torch's first op."""
+    import os
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "nano.yaml"
+    cfg.write_text(ZOO)
+    base = [sys.executable, "-m", "pwlock.cli", "run", str(cfg), *NANO, "numerics=portable"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PWLOCK_", "ATEN_", "MKL_", "OMP_"))}
+    for name, extra in (("a", []), ("b", ["--executor", "ray"])):
+        res = subprocess.run([*base, f"runs_dir={tmp_path / ('runs-' + name)}", f"out_dir={tmp_path / name}", *extra],
+                             env=env, capture_output=True, text=True, timeout=900, check=False)
+        assert res.returncode == 0, res.stderr[-3000:]
+    assert (tmp_path / "a" / "results.csv").read_bytes() == (tmp_path / "b" / "results.csv").read_bytes()
+    infos = [json.loads(p.read_text()) for p in (tmp_path / "runs-b").glob("*/*/run.json")]
+    assert infos  # every run, computed in a Ray worker, under portable's settings (what run.json records)
+    for i in infos:
+        assert i["numerics"]["numerics"] == "portable" and i["numerics"]["cpu_capability"] == "DEFAULT", i["name"]
+        assert i["numerics"]["mkl_cbwr"] in ("COMPATIBLE", None), i["name"]
