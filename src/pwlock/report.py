@@ -865,16 +865,20 @@ def audit_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def audit_card(summary: dict) -> str:
+    """The worst case per budget, one line each."""
+    return "\n".join(f"- **{b}**: {w['verdict']}." for b, w in summary["worst_case"].items())
+
+
 def audit_readme_block(summary: dict, results_dir: Path, experiment: str) -> str:
     """The card for a README (`pwlock audit CONFIG --readme README.md`): the figure, the worst case
     per budget and every attack's row."""
-    card = "\n".join(f"- **{b}**: {w['verdict']}." for b, w in summary["worst_case"].items())
     w0 = summary["worst_case"][next(iter(summary["worst_case"]))]
     return (f"![{experiment}: gap recovered per attack, by budget]({Path(results_dir).as_posix()}/{experiment}.png)\n\n"
             f"Lock epoch {summary['epoch']}: no password {summary['acc_locked_nopwd']:.3f}, with it "
             f"{summary['acc_locked_pwd']:.3f} (strong {summary['acc_strong']:.3f}, weak {summary['acc_weak']:.3f}). "
             f"Worst case per budget, chosen on {w0['n_selection']} test problems and reported on the other "
-            f"{w0['n_report']}:\n\n{card}\n\n{audit_table(summary)}\n")
+            f"{w0['n_report']}:\n\n{audit_card(summary)}\n\n{audit_table(summary)}\n")
 
 
 def write_audit_report(rows: list[dict], out_dir: Path, cfg) -> dict:
@@ -884,7 +888,7 @@ def write_audit_report(rows: list[dict], out_dir: Path, cfg) -> dict:
     atomic_write_text(out_dir / "audit.json", json.dumps(summary, indent=2))
     fig = f"{cfg.experiment}.png"
     plot_audit(summary, out_dir / fig, f"{cfg.experiment}: how much of the hidden capability each attack elicits")
-    card = "\n".join(f"- **{b}**: {w['verdict']}." for b, w in summary["worst_case"].items())
+    card = audit_card(summary)
     ctl = summary.get("control")
     control_text = (f"\n\n**Control**: the strong model fine-tuned to imitate `{cfg.lock.weak_model}` with no password "
                     f"at all (`lock.password_branch=false`; accuracy {ctl['acc_nopwd']:.3f}), attacked the same way; "

@@ -109,15 +109,15 @@ def compute(ctx: Context, lock_run: Run, g: Group, sources: dict[str, Run]) -> l
 
 def _compute(ctx: Context, lock_run: Run, g: Group, sources: dict[str, Run], rs: list[Run]) -> None:
     a, attack = g.attack, get_attack(g.attack.kind)
-    model, tok = ctx.load(lock_run, f"epoch_{g.epoch}")
-    task = ctx.task_for(lock_run, tok)
     adapter = None
     if a.lora.r and a.lora_init == "lock":  # the lock's own adapter, trained on the lock's start model
         from pwlock.stages import zoo
 
         adapter = lock_run.dir / f"epoch_{g.epoch}" / "adapter"
-        del model
-        model, _ = ctx.load(zoo.run(ctx, ctx.cfg.lock.start_model or ctx.cfg.strong_model))
+        model, tok = ctx.load(zoo.run(ctx, ctx.cfg.lock.start_model or ctx.cfg.strong_model))
+    else:
+        model, tok = ctx.load(lock_run, f"epoch_{g.epoch}")
+    task = ctx.task_for(lock_run, tok)
     pool = read_jsonl(sources[attack.source].dir / "samples.jsonl") if attack.source else []
     if attack.source:
         check_not_empty(sources[attack.source], (x["completion"] for x in pool))
