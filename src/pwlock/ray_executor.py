@@ -137,7 +137,7 @@ def run_sharded(cfg, job, workers: int, cpus: int, gpu: bool, env: dict, cwd: st
                                          resources_per_worker={"CPU": cpus, **({"GPU": 1} if gpu else {})}),
             run_config=RunConfig(name=f"pwlock-{job.stage}", storage_path=str(Path(tmp).resolve() / "ray"),
                                  failure_config=FailureConfig(max_failures=RETRIES),
-                                 **({"runtime_env": {"env_vars": env}} if env and _runconfig_has_env() else {})))
+                                 **({_runconfig_env_field(): {"env_vars": env}} if env else {})))
         trainer.fit()
         errs = sorted(errors.glob("rank*.json"))
         if errs:
@@ -148,12 +148,19 @@ def run_sharded(cfg, job, workers: int, cpus: int, gpu: bool, env: dict, cwd: st
                            f"{', '.join(r.id for r in job.runs)} (rank 0 writes it)")
 
 
-def _runconfig_has_env() -> bool:
+def _runconfig_env_field() -> str:
+    """The RunConfig field that gives Ray Train's workers their environment (portable numerics'
+    variables must be there when the worker process starts)."""
     import inspect
 
     from ray.train import RunConfig
 
-    return "runtime_env" in inspect.signature(RunConfig).parameters
+    fields = inspect.signature(RunConfig).parameters
+    for name in ("worker_runtime_env", "runtime_env"):
+        if name in fields:
+            return name
+    raise ValueError("numerics: portable with ray_lock_workers: this Ray's RunConfig takes no worker runtime_env; "
+                     "use numerics: fast or another Ray version")
 
 
 def _probe(cwd: str, path: str) -> str:
@@ -196,8 +203,8 @@ def execute(ctx, phases) -> None:
     sharded = cfg.ray_lock_workers > 1 and not cfg.lock.given
     runtime = {"env_vars": env} if env else None
     cwd = os.getcwd()
+    n, per = cfg.ray_lock_workers, max(1, main_threads // max(1, cfg.ray_lock_workers))  # workers, CPUs each
     if sharded:  # before any work: a placement Ray cannot make would wait forever
-        n, per = cfg.ray_lock_workers, max(1, main_threads // cfg.ray_lock_workers)
         have = ray.cluster_resources()
         for res, need in (("CPU", n * per), ("GPU", n * gpus)):
             if need and have.get(res, 0) < need:
@@ -220,8 +227,7 @@ def execute(ctx, phases) -> None:
             refs, jobs = [], {}
             for j in todo:  # (a `ranks` job outside torchrun, the lock, is a main job)
                 if sharded and j.where == "ranks":
-                    run_sharded(cfg, j, cfg.ray_lock_workers, max(1, main_threads // cfg.ray_lock_workers),
-                                bool(gpus), env, cwd)
+                    run_sharded(cfg, j, n, per, bool(gpus), env, cwd)
                     finished(j)
                     continue
                 threads = main_threads if j.where in ("main", "ranks") else 1

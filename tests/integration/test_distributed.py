@@ -74,6 +74,18 @@ def test_ray_train_lock_matches_one_process(single):
     _check_same_lock(lock1, rows1, lock2, rows2, "fsdp")
 
 
+@pytest.mark.slow
+def test_ray_train_lock_in_portable_numerics(tmp_path):
+    """The Ray Train workers start with portable numerics' variables: the sharded lock's run.json
+    records ATen's baseline kernels (a lock keyed portable is never computed in fast mode)."""
+    pytest.importorskip("ray.train")
+    lock, _ = _run(tmp_path, "ray-train-portable", [sys.executable], "executor=ray", "ray_lock_workers=2",
+                   "numerics=portable")
+    info = json.loads((lock / "run.json").read_text())
+    assert info["results"]["world_size"] == 2 and info["spec"]["numerics"] == "portable"
+    assert info["numerics"]["numerics"] == "portable" and info["numerics"]["cpu_capability"] == "DEFAULT"
+
+
 def _check_same_lock(lock1, rows1, lock2, rows2, strategy):
     assert lock1.name == lock2.name  # the same run key: how it was sharded is not part of it
     info = json.loads((lock2 / "run.json").read_text())
