@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -201,15 +202,16 @@ def organisms_section(by: dict, cells, faith) -> str:
                    f"points of the weak model it imitates.\n\n{faithfulness_table(faith_rows)}\n")
 
 
-def stage_seconds(cfg) -> dict[str, float]:
+def stage_seconds(cfg) -> dict[str, float | str]:
     """Wall seconds the finished runs of one organism's experiment (`cfg`, without an organisms
     list) took to compute, by stage, from their run.json (runs reused from another experiment
     count with the time they took then; WSU and attack runs trained together as one group record
-    none of their own, so they are not in it). What the cost of an organism is estimated from."""
+    none of their own, so they are not in it). What the cost of an organism is estimated from.
+    `runs`: a digest of the run ids they were summed over."""
     from pwlock.experiments import plan
 
     out: dict[str, float] = {}
-    seen = set()
+    seen: set[str] = set()
     for _, _, phases in plan(cfg, threads=1):
         for ph in phases:
             for j in ph.jobs:
@@ -221,16 +223,27 @@ def stage_seconds(cfg) -> dict[str, float]:
                     sec = (info.get("timings") or {}).get("seconds")
                     if sec:
                         out[r.stage] = out.get(r.stage, 0.0) + float(sec)
-    return {k: round(v, 1) for k, v in out.items()}
+    digest = hashlib.sha256("\n".join(sorted(seen)).encode()).hexdigest()[:12]
+    return {**{k: round(v, 1) for k, v in out.items()}, "runs": digest}
 
 
 def write_summaries(out_dir: Path, summary: dict, by: dict, cfg) -> None:
-    """summary.json, summary_by_organism.json, and timings.json (`stage_seconds` per organism)."""
+    """summary.json, summary_by_organism.json, and timings.json (`stage_seconds` per organism).
+
+    An organism's timings already in timings.json for the same runs (same `runs` digest) are
+    kept: the file records how long those runs took when they were first measured (wall time
+    differs from one machine to the next, the results do not), so regenerating a committed
+    results directory on another machine changes nothing, and the findings' cost rule does not
+    change with the reader's machine. Delete the file to record this machine's times."""
     from pwlock.config import organism_config
 
     atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2))
     atomic_write_text(out_dir / "summary_by_organism.json", json.dumps(by, indent=2))
-    timings = {k: stage_seconds(organism_config(cfg, int(k)) if cfg.organisms else cfg) for k in by}
+    old = json.loads((out_dir / "timings.json").read_text()) if (out_dir / "timings.json").is_file() else {}
+    timings = {}
+    for k in by:
+        t = stage_seconds(organism_config(cfg, int(k)) if cfg.organisms else cfg)
+        timings[k] = old[k] if old.get(k, {}).get("runs") == t["runs"] else t
     atomic_write_text(out_dir / "timings.json", json.dumps(timings, indent=2))
 
 

@@ -63,3 +63,25 @@ def test_the_rule_applied_once_every_configuration_ran(tmp_path):
         gaps = {"x3_baseline": (0.05, 0.0, 0.05), "x12_closer_weak": (0.10, 0.11, 0.12)}.get(name, (0.0, -0.2, 0.2))
         _write(tmp_path, name, [_organism(g, g - 0.05, 0.50) for g in gaps])
     assert "so it replaces the recipe" in "\n".join(search_section(tmp_path))
+
+
+def test_timings_of_the_same_runs_are_kept(tmp_path, monkeypatch):
+    """timings.json keeps an organism's first measurement of the same runs (a regeneration on
+    another machine leaves the committed file unchanged) and takes new runs' times."""
+    from types import SimpleNamespace
+
+    from pwlock import report
+
+    measured = {"zoo": 1.0, "runs": "aaa"}
+    monkeypatch.setattr(report, "stage_seconds", lambda cfg: dict(measured))
+    cfg = SimpleNamespace(organisms=[])
+
+    def timings():
+        report.write_summaries(tmp_path, {}, {"0": {}}, cfg)
+        return json.loads((tmp_path / "timings.json").read_text())["0"]
+
+    assert timings() == {"zoo": 1.0, "runs": "aaa"}
+    measured["zoo"] = 2.0            # the same runs, timed again elsewhere: kept
+    assert timings() == {"zoo": 1.0, "runs": "aaa"}
+    measured.update(zoo=3.0, runs="bbb")  # other runs: their times
+    assert timings() == {"zoo": 3.0, "runs": "bbb"}
