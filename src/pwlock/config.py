@@ -260,6 +260,7 @@ class AttackConfig:
                    "decay: weights shrunk by (1 - lr x weight_decay) per step for `steps` steps | average: "
                    "`parts` wsu runs on disjoint sample sets, their weight changes averaged (E7) | "
                    "expert_iteration: RL by the task's scorer alone (sample, keep the correct, fine-tune; `rounds`) | "
+                   "iterated_dpo: the same signal as DPO pairs (correct vs incorrect samples of a problem) | "
                    "prompt: another password in the prompt (`prompt`) | few_shot: n_samples strong "
                    "demonstrations in the prompt")
     n_samples: int = _f(2, "samples per run (wsu, demos) or per batch (varied)", check=AT_LEAST_1)
@@ -302,14 +303,18 @@ class AttackConfig:
                         "training the lock's own adapter, kept by lock.lora_keep: adapter, on the lock's start model "
                         "with its base weights frozen; the adapter's rank, alpha and modules are the lock's)",
                         since="0.6", choices=("new", "lock"))
-    rounds: int = _f(3, "expert_iteration: rounds of (sample, keep what the task's scorer marks correct, "
+    rounds: int = _f(3, "expert_iteration, iterated_dpo: rounds of (sample, score with the task's scorer, "
                      "fine-tune)", since="0.6", check=Range(1, 100))
-    problems: int = _f(100, "expert_iteration: elicit-split problems sampled per round (no password)", since="0.6",
-                       check=AT_LEAST_1)
-    samples_per_problem: int = _f(4, "expert_iteration: completions sampled per problem and round", since="0.6",
-                                  check=Range(1, 1000))
-    sample_temperature: float = _f(1.0, "expert_iteration: sampling temperature of those completions", since="0.6",
-                                   check=POSITIVE)
+    problems: int = _f(100, "expert_iteration, iterated_dpo: elicit-split problems sampled per round (no password)",
+                       since="0.6", check=AT_LEAST_1)
+    samples_per_problem: int = _f(4, "expert_iteration, iterated_dpo: completions sampled per problem and round",
+                                  since="0.6", check=Range(1, 1000))
+    sample_temperature: float = _f(1.0, "expert_iteration, iterated_dpo: sampling temperature of those completions",
+                                   since="0.6", check=POSITIVE)
+    dpo_beta: float = _f(0.1, "iterated_dpo: the DPO loss's beta (how far from the round's starting model the "
+                         "policy may move)", since="0.7", check=POSITIVE)
+    dpo_nll: float = _f(0.0, "iterated_dpo: weight of the chosen completions' per-token NLL added to the DPO loss "
+                        "(iterative RPO, Pang et al. 2024, uses 1; 0 = plain DPO)", since="0.7", check=NON_NEGATIVE)
     prompt: str = _f("wrong_password", "prompt: what replaces the password in the prompt (no weight change): "
                      "wrong_password (a random string of its length) | partial_password (a part of it) | "
                      "paraphrase (the password changed in form: case, order, spacing, repetition)", since="0.6",

@@ -144,6 +144,17 @@ class MasterWeights:
             p.copy_(m)
 
 
+def optimizer_for(params: list[torch.Tensor], name: str, lr: float, weight_decay: float = 0.0,
+                  master_weights: bool | None = None):
+    """The optimizer `train` steps `params` with: fp32 `MasterWeights` when `master_weights` (None:
+    whenever a parameter is bf16/fp16), else the plain optimizer. Its `step` takes no argument
+    in the second case; `MasterWeights.step(grad_clip)` clips itself."""
+    if master_weights is None:
+        master_weights = any(p.dtype in LOW_PRECISION for p in params)
+    return (MasterWeights(name, params, lr, weight_decay) if master_weights
+            else make_optimizer(name, params, lr, weight_decay))
+
+
 def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
     if name == "adamw":
         # fused: one kernel for all tensors (the per-tensor loop dominates small models on CPU)
@@ -339,8 +350,7 @@ def train(
         raise ValueError("train: fp32 master weights of a sharded low-precision model are not supported; load "
                          "the model in fp32 and compute in bf16 with FSDP mixed precision (--dtype fp32 "
                          "--param-dtype bf16)")
-    opt = (MasterWeights(optimizer, params, lr, weight_decay) if master_weights
-           else make_optimizer(optimizer, params, lr, weight_decay))
+    opt = optimizer_for(params, optimizer, lr, weight_decay, master_weights)
     device = next(model.parameters()).device
     model.train()
     losses: list[float] = []

@@ -95,3 +95,32 @@ def test_expert_iteration_raises_accuracy_over_rounds(tmp_path, micro_runs):
     card = json.loads((tmp_path / "out" / "audit.json").read_text())
     assert card["attacks"]["ei"]["acc_mean"] > card["acc_locked_nopwd"], card["attacks"]["ei"]
     assert card["worst_case"]["reward signal"]["attack"] == "ei" and "control" not in card
+
+
+ITERATED_DPO = """
+attacks:
+  - {name: dpo, kind: iterated_dpo, rounds: 3, problems: 20, samples_per_problem: 8, n_samples: 8, steps: 20,
+     lr: 1.0e-3, dpo_beta: 0.1, dpo_nll: 1.0, seeds: 1}
+"""
+
+
+def test_iterated_dpo_raises_success_over_rounds(tmp_path, micro_runs):
+    """Iterated DPO on the micro lock, the scorer's verdicts as chosen/rejected pairs the only
+    signal: the share of sampled completions the scorer accepts rises over the rounds, each round
+    trained on pairs. With the chosen completions' NLL added (dpo_nll: 1, iterative RPO): plain
+    DPO (dpo_nll: 0) on the micro lock's 3 first-round pairs drove that share to 0 (measured
+    2026-12-02). The micro elicit split holds 20 problems, so the test accuracy is not asserted
+    (it stayed at the lock's 0.02-0.03; with 200 elicit problems both variants raised it from 0.04
+    to 0.06-0.065)."""
+    cfg = micro_config(tmp_path)
+    cfg.write_text(cfg.read_text() + ITERATED_DPO)
+    assert main(["audit", str(cfg), *MICRO, "audit.control=false", f"runs_dir={micro_runs}",
+                 f"out_dir={tmp_path / 'out'}"]) == 0
+    df = pd.read_csv(tmp_path / "out" / "results.csv")
+    run = df[df.attack == "dpo"].run.iloc[0]
+    res = json.loads((micro_runs / run / "run.json").read_text())["results"]
+    success, pairs = res["round_success"], res["round_pairs"]
+    assert len(success) == 3 and success[0] < success[1] < success[2] and success[2] > success[0] + 0.05, success
+    assert all(n > 0 for n in pairs), pairs
+    card = json.loads((tmp_path / "out" / "audit.json").read_text())
+    assert card["worst_case"]["reward signal"]["attack"] == "dpo"

@@ -13,7 +13,8 @@ import importlib
 
 from pwlock.elicit.base import BUDGETS, Attack, Inputs
 
-KINDS = ("wsu", "demos", "varied", "noise", "scale", "decay", "average", "expert_iteration", "prompt", "few_shot")
+KINDS = ("wsu", "demos", "varied", "noise", "scale", "decay", "average", "expert_iteration", "iterated_dpo", "prompt",
+         "few_shot")
 
 
 def _attack_class(kind: str) -> type[Attack]:
