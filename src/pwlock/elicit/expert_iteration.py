@@ -17,34 +17,47 @@ from pwlock.sampling import generate
 from pwlock.train import Example, train
 
 
-class ExpertIteration(Attack):
-    kind = "expert_iteration"
+class ScorerAttack(Attack):
+    """What the RL attacks (expert iteration, iterated DPO) share: rounds of completions sampled
+    without the password on elicit-split problems, scored by the task's scorer."""
+
     budget = "reward signal"
-    fields = ("rounds", "problems", "samples_per_problem", "sample_temperature", "n_samples", "steps", "lr",
-              "optimizer", "loss", "weight_decay")
 
     def check(self, a) -> None:
         super().check(a)
         if a.sample_temperature <= 0:
-            raise ValueError(f"attack {a.name!r}: expert_iteration samples: sample_temperature must be > 0")
+            raise ValueError(f"attack {a.name!r}: {self.kind} samples: sample_temperature must be > 0")
 
-    def apply(self, model, a, seed: int, inputs) -> dict:
+    def sample_round(self, model, a, rng: random.Random, inputs) -> tuple[list[str], list[str], list[bool]]:
+        """One round's prompts, completions (`samples_per_problem` per problem, problem after
+        problem) and the scorer's verdicts, for `problems` elicit problems drawn by `rng`."""
         task, tok, ec = inputs.task, inputs.tokenizer, inputs.eval
         if not inputs.elicit:
-            raise ValueError(f"attack {a.name!r}: expert_iteration needs elicit-split problems (task.n_elicit)")
+            raise ValueError(f"attack {a.name!r}: {self.kind} needs elicit-split problems (task.n_elicit)")
+        probs = rng.sample(inputs.elicit, min(a.problems, len(inputs.elicit)))
+        rows = [p for p in probs for _ in range(a.samples_per_problem)]
+        prompts = [task.prompt(p, None) for p in rows]
+        model.eval()
+        comps = generate(model, tok, prompts, max_new_tokens=ec.max_new_tokens, temperature=a.sample_temperature,
+                         seed=rng.randrange(2**31), batch_size=ec.batch_size, max_length=ec.max_length)
+        return prompts, comps, [task.score(p, c).correct for p, c in zip(rows, comps)]
+
+
+class ExpertIteration(ScorerAttack):
+    kind = "expert_iteration"
+    fields = ("rounds", "problems", "samples_per_problem", "sample_temperature", "n_samples", "steps", "lr",
+              "optimizer", "loss", "weight_decay")
+
+    def apply(self, model, a, seed: int, inputs) -> dict:
         rng = random.Random(seed)
         success, kept_n = [], []
         for _ in range(a.rounds):
-            probs = rng.sample(inputs.elicit, min(a.problems, len(inputs.elicit)))
-            rows = [p for p in probs for _ in range(a.samples_per_problem)]
-            prompts = [task.prompt(p, None) for p in rows]
-            comps = generate(model, tok, prompts, max_new_tokens=ec.max_new_tokens, temperature=a.sample_temperature,
-                             seed=rng.randrange(2**31), batch_size=ec.batch_size, max_length=ec.max_length)
-            kept = [Example(pr, c) for p, pr, c in zip(rows, prompts, comps) if task.score(p, c).correct]
-            success.append(len(kept) / len(rows))
+            prompts, comps, correct = self.sample_round(model, a, rng, inputs)
+            kept = [Example(pr, c) for pr, c, ok in zip(prompts, comps, correct) if ok]
+            success.append(len(kept) / len(prompts))
             kept_n.append(len(kept))
             if kept:
-                train(model, tok, kept, steps=a.steps, batch_size=min(a.n_samples, len(kept)), lr=a.lr,
+                train(model, inputs.tokenizer, kept, steps=a.steps, batch_size=min(a.n_samples, len(kept)), lr=a.lr,
                       optimizer=a.optimizer, weight_decay=a.weight_decay, loss=a.loss, seed=rng.randrange(2**31),
                       grad_clip=0.0, progress=False)
         model.eval()

@@ -20,8 +20,7 @@ import random
 import torch
 import torch.nn.functional as F
 
-from pwlock.elicit.base import Attack
-from pwlock.sampling import generate
+from pwlock.elicit.expert_iteration import ScorerAttack
 from pwlock.train import Example, MasterWeights, check_finite, collate, encode, optimizer_for
 
 
@@ -52,35 +51,21 @@ def pairs_of(correct: list[bool], k: int) -> list[tuple[int, int]]:
     return out
 
 
-class IteratedDPO(Attack):
+class IteratedDPO(ScorerAttack):
     kind = "iterated_dpo"
-    budget = "reward signal"
     fields = ("rounds", "problems", "samples_per_problem", "sample_temperature", "n_samples", "steps", "lr",
               "optimizer", "weight_decay", "dpo_beta", "dpo_nll")
 
-    def check(self, a) -> None:
-        super().check(a)
-        if a.sample_temperature <= 0:
-            raise ValueError(f"attack {a.name!r}: iterated_dpo samples: sample_temperature must be > 0")
-
     def apply(self, model, a, seed: int, inputs) -> dict:
-        task, tok, ec = inputs.task, inputs.tokenizer, inputs.eval
-        if not inputs.elicit:
-            raise ValueError(f"attack {a.name!r}: iterated_dpo needs elicit-split problems (task.n_elicit)")
+        tok, ec = inputs.tokenizer, inputs.eval
         rng = random.Random(seed)
         torch.manual_seed(seed)
         params = [p for p in model.parameters() if p.requires_grad]
         opt = optimizer_for(params, a.optimizer, a.lr, a.weight_decay)  # one optimizer over the rounds
         success, n_pairs, last_loss = [], [], []
         for r in range(a.rounds):
-            probs = rng.sample(inputs.elicit, min(a.problems, len(inputs.elicit)))
-            rows = [p for p in probs for _ in range(a.samples_per_problem)]
-            prompts = [task.prompt(p, None) for p in rows]
-            model.eval()
-            comps = generate(model, tok, prompts, max_new_tokens=ec.max_new_tokens, temperature=a.sample_temperature,
-                             seed=rng.randrange(2**31), batch_size=ec.batch_size, max_length=ec.max_length)
-            correct = [task.score(p, c).correct for p, c in zip(rows, comps)]
-            success.append(sum(correct) / len(rows))
+            prompts, comps, correct = self.sample_round(model, a, rng, inputs)
+            success.append(sum(correct) / len(prompts))
             pairs = pairs_of(correct, a.samples_per_problem)
             n_pairs.append(len(pairs))
             if not pairs:
