@@ -149,6 +149,10 @@ class ZooModelConfig:
     prompt_format: str = _f("auto", "auto (chat for path models, raw for toy models) | chat (the tokenizer's "
                             "chat template, else User:/Assistant: turns) | raw (the task prompt as is)",
                             since="0.3", choices=("auto", "chat", "raw"))
+    sft_steps: int = _f(0, "path models: fine-tune the loaded model on the task's pretrain split (problems and "
+                        "solutions, in its prompt format, loss on the solution) for at most this many steps before "
+                        "use, with this entry's batch_size, lr (cosine, warm-up), target_acc, check_every and seed "
+                        "(0 = use it as loaded)", since="0.8", check=NON_NEGATIVE)
 
 
 PROMPT_FORMATS = ("auto", "chat", "raw")
@@ -673,6 +677,7 @@ def _check_zoo_model(m: ZooModelConfig, task_name: str, task_cls, i: int) -> Non
         extra = [k for k, v in (("gguf_file", m.gguf_file), ("dtype", m.dtype != "auto"),
                                 ("trust_remote_code", m.trust_remote_code),
                                 ("prompt_format", m.prompt_format == "chat")) if v]
+        extra += ["sft_steps"] if m.sft_steps else []
         if extra:
             raise ConfigError(f"zoo model {m.name!r}: {', '.join(extra)} only apply to a model loaded from `path`")
     if m.pretrain == "no_answer" and m.target_acc > 0:

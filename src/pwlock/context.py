@@ -45,6 +45,12 @@ def is_gguf(m) -> bool:
     return hf.split_gguf(m.path, m.gguf_file or None)[1] is not None
 
 
+def in_run(m) -> bool:
+    """Whether a path model's zoo run holds the checkpoint later stages load (a GGUF file converted,
+    or the model fine-tuned by `sft_steps`), rather than pointing at the model's own files."""
+    return is_gguf(m) or bool(m.sft_steps)
+
+
 # -- the rules that need the task's data (the config's own: `pwlock.config.validate`) -----------
 def check_passwords(cfg: ExperimentConfig, alphabet: str) -> None:
     """Toy models read characters of the task's alphabet; any other character is one `<unk>` token,
@@ -145,7 +151,8 @@ class Context:
             check_passwords(cfg, self.task.alphabet)
         self.splits = self.task.splits()
         for name, probs in self.splits.items():
-            if not probs and not (name == "pretrain" and all(m.path for m in cfg.zoo)):  # nothing to train
+            if not probs and not (name == "pretrain" and all(m.path and not m.sft_steps for m in cfg.zoo)):
+                # nothing to train (zoo models fine-tuned here train on the pretrain split)
                 raise ValueError(f"task split {name!r} is empty; check task.n_{name}")
         if cfg.kind != "variants":  # (each variant's context checks its own attacks and splits)
             check_sample_pools(cfg, {k: len(v) for k, v in self.splits.items()})
@@ -221,11 +228,11 @@ class Context:
         if not m.path:  # a toy model: a pwlock checkpoint in fp32
             model, tok, _ = load_checkpoint(run.dir / ckpt)
             return model.to(self.device), tok
-        if run.stage == "zoo" and not is_gguf(m):
+        if run.stage == "zoo" and not in_run(m):
             self._check_unchanged(run, m)
             return hf.load_model(m.path, dtype=self.dtype(m), device=self.device,
                                  trust_remote_code=m.trust_remote_code)
-        # a lock checkpoint, or the checkpoint a GGUF model was converted to by its zoo run
+        # a lock checkpoint, or the checkpoint a zoo run converted a GGUF model to or fine-tuned
         return hf.load_model(run.dir / ckpt, dtype=self.dtype(m), device=self.device,
                              trust_remote_code=m.trust_remote_code)
 
@@ -233,7 +240,7 @@ class Context:
         """(directory, tokenizer) of checkpoint `ckpt` of a path model's zoo or lock run, checked as
         `load` checks it (the fingerprint of a zoo model's files, a checkpoint's checksum)."""
         m = self.model_cfg(run)
-        if run.stage == "zoo" and not is_gguf(m):
+        if run.stage == "zoo" and not in_run(m):
             self._check_unchanged(run, m)
             d = Path(m.path)
         else:

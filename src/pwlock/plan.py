@@ -75,7 +75,9 @@ def _notes(ctx) -> dict[str, str]:
     cfg = ctx.cfg
     n_path = sum(bool(m.path) for m in cfg.zoo)
     w = cfg.wsu
-    return {"zoo": f"{len(cfg.zoo) - n_path} trained here, {n_path} from a path",
+    n_sft = sum(bool(m.path and m.sft_steps) for m in cfg.zoo)
+    return {"zoo": f"{len(cfg.zoo) - n_path} trained here, {n_path} from a path"
+                   + (f" ({n_sft} fine-tuned here)" if n_sft else ""),
             "samples": f"strong greedy on lock; weak T={cfg.lock.weak_temperature} on lock and elicit",
             "lock": f"{cfg.lock.epochs} epochs x {len(ctx.splits['lock'])} problems x 2, checkpoint per epoch",
             "eval": f"{len(ctx.splits['test'])} test problems, greedy, <= {cfg.eval.max_new_tokens} tokens",

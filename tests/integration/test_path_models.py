@@ -121,6 +121,67 @@ def test_toy_only_options_on_a_toy_model_are_an_error(capsys, tmp_path):
     assert "zoo model 'weak1': dtype only apply to a model loaded from `path`" in capsys.readouterr().err
     assert main(["run", str(core), "--dry-run", "zoo.0.prompt_format=fancy"]) == 2
     assert "prompt_format: 'fancy' is not one of auto, chat, raw" in capsys.readouterr().err
+    assert main(["run", str(core), "--dry-run", "zoo.1.sft_steps=10"]) == 2
+    assert "zoo model 'weak1': sft_steps only apply to a model loaded from `path`" in capsys.readouterr().err
+
+
+def test_path_model_fine_tuned_on_the_task_then_locked(tmp_path, models, capsys):
+    """`sft_steps`: a path model is fine-tuned on the arith pretrain split in its chat format before
+    use (the SmolLM2 E1's strong model), next to a toy weak model trained here; the lock starts from
+    the fine-tuned checkpoint, and the key of a path model without sft_steps has no `sft`."""
+    strong, _ = models
+    cfg = tmp_path / "arith.yaml"
+    cfg.write_text(f"""
+experiment: sftmicro
+numerics: fast
+task: {{name: arith, n_operands: 3, n_test: 6, n_elicit: 4, n_lock: 6, n_pretrain: 340}}
+zoo:
+  - {{name: strong, path: {strong}, sft_steps: 6, batch_size: 8, lr: 3.0e-3, target_acc: 0.99, check_every: 3}}
+  - {{name: weak, arch: {{hidden_size: 16, num_layers: 1, num_heads: 2, intermediate_size: 32}}, steps: 3,
+      batch_size: 8}}
+strong_model: strong
+lock: {{weak_model: weak, epochs: 1, lr: 1.0e-4, batch_size: 4}}
+wsu: {{n_samples: 2, steps: 2, lr: 1.0e-4, seeds: 1}}
+eval: {{batch_size: 8, max_new_tokens: 8}}
+""")
+    base = ["run", str(cfg), f"runs_dir={tmp_path / 'runs'}", f"out_dir={tmp_path / 'out'}"]
+    assert main([*base, "--dry-run"]) == 0
+    assert "1 trained here, 1 from a path (1 fine-tuned here)" in capsys.readouterr().out
+    assert main(base) == 0
+    runs = tmp_path / "runs"
+    zoo = {i["name"]: i for i in infos(runs, "zoo")}
+    info = zoo["strong"]
+    sft = info["spec"]["sft"]
+    assert sft["steps"] == 6 and sft["lr"] == 3.0e-3 and sft["task"]["n_operands"] == 3
+    res = info["results"]
+    assert res["steps"] == 6 and [h["step"] for h in res["history"]] == [3, 6]  # never at 99%: all 6 steps
+    tuned = runs / "zoo" / f"strong-{info['key']}" / "model"
+    assert (tuned / "pwlock.json").is_file()
+    source = LlamaForCausalLM.from_pretrained(strong).state_dict()
+    with safe_open(str(tuned / "model.safetensors"), "pt") as f:
+        changed = [n for n in f.keys() if not torch.equal(f.get_tensor(n), source[n])]
+    assert changed  # fine-tuned, and saved as the run's checkpoint
+    # the lock trained from the fine-tuned checkpoint: its input prompts are in the chat format
+    ev = next(i for i in infos(runs, "eval") if i["name"].endswith("epoch_1-pwd"))
+    rec = [json.loads(x)
+           for x in (runs / "eval" / f"{ev['name']}-{ev['key']}" / "records.jsonl").read_text().splitlines()]
+    assert all(r["prompt"].startswith("<|user|>\n") for r in rec)
+    # a second run reuses the fine-tuned model; without sft_steps the path model's key has no `sft`
+    before = {p: p.stat().st_mtime for p in runs.rglob("run.json")}
+    assert main(base) == 0
+    assert {p: p.stat().st_mtime for p in runs.rglob("run.json")} == before
+    from pwlock.config import load_config
+    from pwlock.context import Context
+    from pwlock.stages import zoo as zoo_stage
+
+    ctx = Context(load_config(cfg, [f"runs_dir={runs}"]))  # later stages load the fine-tuned weights
+    loaded, _ = ctx.load(zoo_stage.run(ctx, "strong"))
+    with safe_open(str(tuned / "model.safetensors"), "pt") as f:
+        assert all(torch.equal(p, f.get_tensor(n)) for n, p in loaded.state_dict().items() if n in f.keys())
+    assert not all(torch.equal(p, source[n]) for n, p in loaded.state_dict().items())
+    ctx = Context(load_config(cfg, [f"runs_dir={runs}", "zoo.0.sft_steps=0"]))
+    plain = zoo_stage.run(ctx, "strong")
+    assert "sft" not in plain.spec and plain.id != f"zoo/strong-{info['key']}"
 
 
 def test_minimal_example_config_end_to_end(tmp_path, models):
