@@ -142,7 +142,7 @@ def _finetune(ctx: Context, m, r: Run, d: Path) -> dict:
         f"at most {m.sft_steps} steps")
     losses, history = _train_to_target(ctx, m, model, tok, task, examples, valid, m.sft_steps, seed,
                                        f"zoo {m.name} (fine-tuning)")
-    if getattr(model, "is_gradient_checkpointing", False):  # saved as a model that generates with its cache
+    if ctx.cfg.gradient_checkpointing:  # (set by for_training) saved as a model that generates with its cache
         model.gradient_checkpointing_disable()
         model.config.use_cache = True
     model.eval()
