@@ -277,7 +277,8 @@ class AttackConfig:
     weight_decay: float = _f(0.0, "decay: decay coefficient (with lr and steps); wsu/demos/varied: the "
                              "optimizer's weight decay", check=NON_NEGATIVE)
     seeds: int = _f(5, "seeds (sample sets or noise draws); deterministic kinds use 1", check=Range(1, 1000))
-    epoch: int = _f(0, "lock epoch attacked (0 = the last)", check=NON_NEGATIVE)
+    epoch: int = _f(0, "lock epoch attacked (0 = the last checkpoint: lock.epochs + lock.relock_rounds)",
+                    check=NON_NEGATIVE)
     parts: int = _f(16, "average: runs per seed, each on its own n_samples disjoint weak samples", since="0.3",
                     check=Range(1, 1000))
     token_mask: str = _f("none", "wsu/demos: none | better_without_password (train only on the completion "
@@ -724,9 +725,10 @@ def _check_lock(lc: LockConfig, pw: PasswordConfig, task_cls) -> None:
 
 
 def attack_epoch(cfg: ExperimentConfig, a: AttackConfig) -> int:
-    """The lock epoch attack `a` attacks (its `epoch`, 0 = the last), checked against the lock."""
+    """The lock epoch attack `a` attacks (its `epoch`, 0 = the lock's last checkpoint, after any
+    relock rounds), checked against the lock."""
     lc = cfg.lock
-    e = a.epoch or lc.epochs
+    e = a.epoch or lc.epochs + lc.relock_rounds
     if not 1 <= e <= lc.epochs + lc.relock_rounds:
         raise ConfigError(f"attack {a.name!r}: epoch {e} not in 1..lock.epochs={lc.epochs}"
                           + (f" + lock.relock_rounds={lc.relock_rounds}" if lc.relock_rounds else ""))

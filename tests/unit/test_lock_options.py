@@ -190,3 +190,15 @@ def test_relock_rounds_save_one_checkpoint_per_round(tok, tiny_model, task, tmp_
     assert any(not torch.equal(p, before[n]) for n, p in tiny_model.named_parameters())
     with pytest.raises(ValueError, match="relock_fraction"):
         load_config(None, ["lock.relock_rounds=1", "lock.relock_fraction=0.0"])
+
+
+def test_attack_epoch_0_is_the_last_checkpoint_after_relock_rounds():
+    """An attack at `epoch: 0` attacks the lock's last checkpoint: after E8's relock rounds, the
+    last round's (an audit of the relocked model must not attack the lock before relocking)."""
+    from pwlock.config import attack_epoch
+
+    cfg = load_config(None, ["kind=attacks", "lock.epochs=8", "attacks=[{name: a, kind: wsu}]"])
+    assert attack_epoch(cfg, cfg.attacks[0]) == 8
+    cfg = load_config(None, ["kind=attacks", "lock.epochs=8", "lock.relock_rounds=3", "lock.relock_fraction=0.25",
+                             "attacks=[{name: a, kind: wsu}, {name: b, kind: wsu, epoch: 9}]"])
+    assert [attack_epoch(cfg, a) for a in cfg.attacks] == [11, 9]
