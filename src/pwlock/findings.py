@@ -345,6 +345,20 @@ def _model_size(s: dict) -> tuple[str, str]:
     return meas, verdict
 
 
+def _pretrained_lm(s: dict) -> tuple[str, str]:
+    """E1 on a pretrained language model (an `attacks` summary: one lock, WSU at its last epoch)."""
+    wsu = next(a for a in s["attacks"].values() if a["kind"] == "wsu")
+    lk = s["locked"][str(wsu["epoch"])]
+    lo, hi = wsu["acc_unlocked_ci95"]
+    meas = (f"strong {s['acc_strong']:.3f}, weak {s['acc_weak']:.3f}; lock epoch {wsu['epoch']}: no pwd "
+            f"{lk['acc_locked_nopwd']:.3f}, pwd {lk['acc_locked_pwd']:.3f}; after WSU ({wsu['n_seeds']} seeds) "
+            f"no-password accuracy {wsu['acc_mean']:.3f} [{lo:.3f}, {hi:.3f}]")
+    if not wsu.get("lock_separated", True):
+        return meas, ("inconclusive: the lock did not separate (password gap "
+                      f"{lk['acc_locked_pwd'] - lk['acc_locked_nopwd']:+.3f} < 0.1), so there is no gap to recover")
+    return meas + f", gap recovered {_ci(wsu)}", _verdict_of(wsu)
+
+
 CATALOGUE = [
     ("E1", "e01_organisms", "core result",
      "Fine-tuning the locked model for 200 steps on 2 weak samples raises its no-password accuracy "
@@ -416,8 +430,13 @@ CATALOGUE += [
      ("(Not a claim of the write-up, which saw no effect for tiny models locked from scratch and a tiny one for "
       "small pretrained ones.) Does WSU on the E1 recipe grow with the strong model's size (0.17 M to 2.2 M)?"),
      _model_size, "lists the sizes whose CI is above 0"),
+    ("X3", "smollm2_e1", "E1 on a pretrained LM (SmolLM2-135M, exploration)",
+     "(The write-up's claim that locks of pretrained starting models unlock, on a real pretrained model that "
+     "runs on a CPU: configs/lm/smollm2_e1.yaml.) WSU raises the locked SmolLM2's no-password accuracy.",
+     _pretrained_lm, "reproduced if the lock separates (password gap >= 0.1) and WSU's CI is above 0"),
 ]
-ORDER = ["E1", "E2", "E3", "E4", "E5", "E6", "E7", "E8", "E9", "E10", "E11", "E12", "E13", "E14", "E15", "X1", "X2"]
+ORDER = ["E1", "E2", "E3", "E4", "E5", "E6", "E7", "E8", "E9", "E10", "E11", "E12", "E13", "E14", "E15",
+         "X1", "X2", "X3"]
 CATALOGUE.sort(key=lambda c: ORDER.index(c[0]))
 # experiments with a verdict over every organism run (each organism's summary.json counts once)
 ACROSS_ORGANISMS = {"E1": _e1_organisms}

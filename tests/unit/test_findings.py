@@ -143,3 +143,25 @@ def test_results_config_loads_back_and_leaves_out_later_fields_at_their_default(
     text = (tmp_path / "noise" / "config.yaml").read_text()
     assert "lora_keep" not in text and "ray_lock_workers" not in text and "numerics: portable" in text
     assert load_config(tmp_path / "noise" / "config.yaml") == cfg
+
+
+def test_pretrained_lm_e1_needs_a_separated_lock(tmp_path):
+    d = tmp_path / "results" / "smollm2_e1"
+    d.mkdir(parents=True)
+
+    def summary(nopwd, pwd, separated, lo, hi):
+        wsu = {**_attack("wsu", (lo + hi) / 2, lo, hi), "epoch": 3, "lock_separated": separated,
+               "acc_unlocked_ci95": [0.4, 0.6]}
+        return {"acc_weak": 0.58, "acc_strong": 0.94, "locked": {"3": {"acc_locked_nopwd": nopwd,
+                "acc_locked_pwd": pwd}}, "attacks": {"wsu": wsu}}
+
+    def row():
+        text = write_findings(tmp_path / "results", tmp_path / "findings.md")
+        return next(line for line in text.splitlines() if line.startswith("| X3"))
+
+    (d / "summary.json").write_text(json.dumps(summary(0.75, 0.74, False, 0.5, 2.0)))
+    assert "inconclusive: the lock did not separate (password gap -0.010 < 0.1)" in row()
+    (d / "summary.json").write_text(json.dumps(summary(0.6, 0.9, True, 0.05, 0.3)))
+    assert row().endswith("| reproduced |")
+    (d / "summary.json").write_text(json.dumps(summary(0.6, 0.9, True, -0.3, -0.05)))
+    assert row().endswith("| not reproduced |")
