@@ -346,17 +346,23 @@ def _model_size(s: dict) -> tuple[str, str]:
 
 
 def _pretrained_lm(s: dict) -> tuple[str, str]:
-    """E1 on a pretrained language model (an `attacks` summary: one lock, WSU at its last epoch)."""
-    wsu = next(a for a in s["attacks"].values() if a["kind"] == "wsu")
-    lk = s["locked"][str(wsu["epoch"])]
-    lo, hi = wsu["acc_unlocked_ci95"]
-    meas = (f"strong {s['acc_strong']:.3f}, weak {s['acc_weak']:.3f}; lock epoch {wsu['epoch']}: no pwd "
-            f"{lk['acc_locked_nopwd']:.3f}, pwd {lk['acc_locked_pwd']:.3f}; after WSU ({wsu['n_seeds']} seeds) "
-            f"no-password accuracy {wsu['acc_mean']:.3f} [{lo:.3f}, {hi:.3f}]")
-    if not wsu.get("lock_separated", True):
+    """E1 on a pretrained language model (an `attacks` summary: one lock, each WSU at its epoch)."""
+    wsus = {n: a for n, a in s["attacks"].items() if a["kind"] == "wsu"}
+    lk = s["locked"][str(next(iter(wsus.values()))["epoch"])]
+    meas = (f"strong {s['acc_strong']:.3f}, weak {s['acc_weak']:.3f}; lock epoch {next(iter(wsus.values()))['epoch']}: "
+            f"no pwd {lk['acc_locked_nopwd']:.3f}, pwd {lk['acc_locked_pwd']:.3f}; after ")
+    meas += "; ".join(f"{n} ({a['n_seeds']} seeds) no-password accuracy {a['acc_mean']:.3f} "
+                      f"[{a['acc_unlocked_ci95'][0]:.3f}, {a['acc_unlocked_ci95'][1]:.3f}]"
+                      + (f", gap recovered {_ci(a)}" if a.get("lock_separated", True) else "")
+                      for n, a in wsus.items())
+    if not all(a.get("lock_separated", True) for a in wsus.values()):
         return meas, ("inconclusive: the lock did not separate (password gap "
                       f"{lk['acc_locked_pwd'] - lk['acc_locked_nopwd']:+.3f} < 0.1), so there is no gap to recover")
-    return meas + f", gap recovered {_ci(wsu)}", _verdict_of(wsu)
+    if len(wsus) == 1:
+        return meas, _verdict_of(next(iter(wsus.values())))
+    up = [n for n, a in wsus.items() if _pos(a)]
+    return meas, ("reproduced with " + ", ".join(up) if up else
+                  "not reproduced" if all(a["gap_recovered_ci95"][1] < 0 for a in wsus.values()) else "inconclusive")
 
 
 CATALOGUE = [
@@ -434,9 +440,14 @@ CATALOGUE += [
      "(The write-up's claim that locks of pretrained starting models unlock, on a real pretrained model that "
      "runs on a CPU: configs/lm/smollm2_e1.yaml.) WSU raises the locked SmolLM2's no-password accuracy.",
      _pretrained_lm, "reproduced if the lock separates (password gap >= 0.1) and WSU's CI is above 0"),
+    ("X4", "smollm2_e1_lock8", "E1 on a pretrained LM, 8-epoch lock (SmolLM2-135M, exploration)",
+     "(X3's second run, settings fixed after X3 and before this run: configs/lm/smollm2_e1_lock8.yaml.) WSU "
+     "raises the locked SmolLM2's no-password accuracy.",
+     _pretrained_lm, "reproduced with the WSU settings whose CI is above 0, if the lock separates (password gap "
+     ">= 0.1)"),
 ]
 ORDER = ["E1", "E2", "E3", "E4", "E5", "E6", "E7", "E8", "E9", "E10", "E11", "E12", "E13", "E14", "E15",
-         "X1", "X2", "X3"]
+         "X1", "X2", "X3", "X4"]
 CATALOGUE.sort(key=lambda c: ORDER.index(c[0]))
 # experiments with a verdict over every organism run (each organism's summary.json counts once)
 ACROSS_ORGANISMS = {"E1": _e1_organisms}

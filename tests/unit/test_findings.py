@@ -165,3 +165,14 @@ def test_pretrained_lm_e1_needs_a_separated_lock(tmp_path):
     assert row().endswith("| reproduced |")
     (d / "summary.json").write_text(json.dumps(summary(0.6, 0.9, True, -0.3, -0.05)))
     assert row().endswith("| not reproduced |")
+
+
+def test_pretrained_lm_with_two_wsu_settings_names_those_that_unlock(tmp_path):
+    d = tmp_path / "results" / "smollm2_e1_lock8"
+    d.mkdir(parents=True)
+    wsu = {n: {**_attack("wsu", m, lo, hi), "epoch": 8, "lock_separated": True, "acc_unlocked_ci95": [0.6, 0.7]}
+           for n, m, lo, hi in [("wsu adamw", 0.2, 0.1, 0.3), ("wsu lion", 0.0, -0.1, 0.1)]}
+    (d / "summary.json").write_text(json.dumps({"acc_weak": 0.58, "acc_strong": 0.94, "locked": {
+        "8": {"acc_locked_nopwd": 0.6, "acc_locked_pwd": 0.9}}, "attacks": wsu}))
+    text = write_findings(tmp_path / "results", tmp_path / "findings.md")
+    assert next(x for x in text.splitlines() if x.startswith("| X4")).endswith("| reproduced with wsu adamw |")
