@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -21,6 +22,9 @@ def _readme_block(summary: dict, results_dir: Path, kind: str, experiment: str) 
     return (f"![E1: weak sample unlocking on the toy organism]({results_dir.as_posix()}/core.png)\n\n"
             f"{core_table(summary)}\n\n**Measured:** {verdict(summary)} {across_epochs(summary)}\n")
 
+
+# `pwlock report --readme`: each block's results directory (under --results)
+README_BLOCK_RESULTS = [("core", "core"), ("audit", "audit")]
 
 # the README block each kind refreshes (`--readme`): E1's results (pwlock run), the audit's card (pwlock audit)
 README_MARKERS = {"core": ("<!-- core-results:start -->", "<!-- core-results:end -->"),
@@ -188,10 +192,23 @@ def cmd_export(args) -> int:
 def cmd_report(args) -> int:
     from pwlock.findings import write_findings
 
-    if not args.all:
-        raise ConfigError("pwlock report: use --all (regenerates docs/findings.md from results/)")
-    write_findings(Path(args.results), Path(args.out))
-    print(f"wrote {args.out}")
+    if not args.all and not args.readme:
+        raise ConfigError("pwlock report: use --all (regenerates docs/findings.md from results/) and/or --readme FILE")
+    results = Path(args.results)
+    if args.readme:  # E1's block and the audit card from their summaries: no run needed, nothing recomputed
+        blocks = [(kind, results / name) for kind, name in README_BLOCK_RESULTS]
+        for kind, d in blocks:
+            check_readme(Path(args.readme), kind)
+            if not (d / "summary.json").is_file():
+                cmd = "pwlock run configs/toy/core.yaml" if kind == "core" else "pwlock audit configs/toy/audit.yaml"
+                raise ConfigError(f"--readme: {d / 'summary.json'} not found (its block comes from it; run {cmd})")
+    if args.all:
+        write_findings(results, Path(args.out))
+        print(f"wrote {args.out}")
+    if args.readme:
+        for kind, d in blocks:
+            sync_readme(Path(args.readme), json.loads((d / "summary.json").read_text()), d, kind, d.name)
+        print(f"refreshed {args.readme}: " + ", ".join(f"{k} block from {d}/summary.json" for k, d in blocks))
     return 0
 
 
@@ -256,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--all", action="store_true", help="every experiment of the catalogue")
     rp.add_argument("--results", default="results")
     rp.add_argument("--out", default="docs/findings.md")
+    rp.add_argument("--readme", default=None, help="also refresh this README's E1 block and audit card from "
+                    "results/core/summary.json and results/audit/summary.json (no run, nothing recomputed)")
     rp.set_defaults(fn=cmd_report)
     # Options may come after the overrides: argparse leaves those overrides as "unknown".
     args, extra = ap.parse_known_args(argv)

@@ -176,3 +176,37 @@ def test_pretrained_lm_with_two_wsu_settings_names_those_that_unlock(tmp_path):
         "8": {"acc_locked_nopwd": 0.6, "acc_locked_pwd": 0.9}}, "attacks": wsu}))
     text = write_findings(tmp_path / "results", tmp_path / "findings.md")
     assert next(x for x in text.splitlines() if x.startswith("| X4")).endswith("| reproduced with wsu adamw |")
+
+
+def test_report_readme_refreshes_both_blocks_from_results_only(tmp_path, capsys):
+    """`pwlock report --readme`: E1's block and the audit card from results/*/summary.json, no run; a
+    missing summary is named before the README is touched."""
+    import shutil
+    from pathlib import Path
+
+    from pwlock.cli import main
+
+    repo = Path(__file__).resolve().parents[2]
+    results = tmp_path / "results"
+    for name in ("core", "audit"):
+        (results / name).mkdir(parents=True)
+        shutil.copy(repo / "results" / name / "summary.json", results / name / "summary.json")
+    readme = tmp_path / "README.md"
+    old = ("intro\n<!-- core-results:start -->\nold E1\n<!-- core-results:end -->\nmiddle\n"
+           "<!-- audit-card:start -->\nold card\n<!-- audit-card:end -->\nend\n")
+    readme.write_text(old)
+    assert main(["report", "--readme", str(readme), "--results", str(results)]) == 0
+    text = readme.read_text()
+    assert "old E1" not in text and "old card" not in text and text.startswith("intro\n") and text.endswith("end\n")
+    assert f"]({results.as_posix()}/core/core.png)" in text and "| budget | attack |" in text
+    assert not (tmp_path / "docs").exists()  # without --all, findings are not written
+    # the same blocks as the committed README's (they come from the same summaries)
+    committed = (repo / "README.md").read_text()
+    card = text.split("<!-- audit-card:start -->")[1].split("<!-- audit-card:end -->")[0]
+    assert card.replace(results.as_posix(), "results") in committed
+    (results / "audit" / "summary.json").unlink()
+    readme.write_text(old)
+    assert main(["report", "--readme", str(readme), "--results", str(results)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "audit/summary.json not found" in err, err
+    assert readme.read_text() == old
