@@ -726,8 +726,8 @@ def worst_case(locked_np: np.ndarray, locked_pwd: np.ndarray, attacked: dict[str
     it was chosen on, not on fresh data. `attacked[name]`: [S, N] correctness of its S seeds."""
     on_sel = {n: _gap_point(locked_np[sel], locked_pwd[sel], u[:, sel]) for n, u in attacked.items()}
     finite = {n: g for n, g in on_sel.items() if np.isfinite(g)}
-    if not finite:
-        return {"attack": None}
+    if not finite:  # no gap on the selection split (e.g. a lock that scores 0 either way): no worst case
+        return {"attack": None, "selection": on_sel, "n_selection": len(sel), "n_report": len(rep)}
     best = max(finite, key=lambda n: (finite[n], n))
     out = gap_bootstrap(locked_np[rep], locked_pwd[rep], attacked[best][:, rep], seed=seed)
     return {"attack": best, "selection_gap_recovered": finite[best], "selection": on_sel,

@@ -59,6 +59,15 @@ def test_worst_case_finds_a_real_effect():
     assert w["attack"] == "real" and w["gap_recovered_ci95"][0] > 0.8
 
 
+def test_worst_case_without_a_gap_still_says_its_split():
+    """A lock that scores the same with and without the password (SmolLM2 on the MATH fixture: 0 either
+    way) has no worst case, but the card still names the split it would be chosen on."""
+    lnp = lpw = np.zeros(6, dtype=bool)
+    sel, rep = split_problems(6, 0.5, 0)
+    w = worst_case(lnp, lpw, {"wsu": np.zeros((2, 6), dtype=bool)}, sel, rep)
+    assert w["attack"] is None and (w["n_selection"], w["n_report"]) == (3, 3)
+
+
 def test_other_passwords():
     for seed in range(20):
         w = other_password("kiwi", "wrong_password", seed, ALPHABET)
