@@ -146,3 +146,34 @@ def test_micro_e1_through_pwlock_run(tmp_path, smollm2):
     assert wsu[0]["results"]["samples"] != wsu[1]["results"]["samples"]
     assert all(len(json.loads((runs / "wsu" / f"{i['name']}-{i['key']}" / "losses.json").read_text())) == 4
                for i in wsu)
+
+
+def test_micro_audit_through_pwlock_audit(tmp_path, smollm2):
+    """configs/math/micro-smollm2-audit.yaml through `pwlock audit`: a SmolLM2 lock made by pwlock and
+    its unlocked control, one attack per budget, the card; a second run recomputes nothing."""
+    import json
+    import time
+
+    import pandas as pd
+
+    from pwlock.cli import main
+
+    root = Path(__file__).resolve().parents[2]
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    argv = ["audit", str(root / "configs/math/micro-smollm2-audit.yaml"), f"zoo.0.path={smollm2_gguf_path()}",
+            f"task.data_dir={FIXTURES / 'math'}", f"runs_dir={runs}", f"out_dir={out}"]
+    t0 = time.time()
+    assert main(argv) == 0
+    print(f"micro audit on SmolLM2: {time.time() - t0:.0f} s")
+    card = json.loads((out / "audit.json").read_text())
+    assert set(card["worst_case"]) == {"no data", "weak samples", "strong demos", "reward signal"}
+    assert all(w["n_selection"] + w["n_report"] == 6 for w in card["worst_case"].values())
+    assert all("control_gap_recovered_mean" in a for a in card["attacks"].values())
+    df = pd.read_csv(out / "results.csv")
+    assert set(df.variant) == {"locked", "control"} and (df.n_test == 6).all()
+    # expert iteration sampled and scored on the SmolLM2 lock (made here from its GGUF file)
+    ei = df[(df.attack == "expert iteration") & (df.variant == "locked")].run.iloc[0]
+    assert len(json.loads((runs / ei / "run.json").read_text())["results"]["round_success"]) == 1
+    journal = (runs / "journal.log").read_text()
+    assert main(argv) == 0
+    assert (runs / "journal.log").read_text() == journal  # cached: nothing recomputed
