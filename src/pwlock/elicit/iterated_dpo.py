@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from pwlock.elicit.expert_iteration import ScorerAttack
-from pwlock.train import Example, MasterWeights, check_finite, collate, encode, optimizer_for
+from pwlock.train import Example, check_finite, collate, encode, optimizer_for
 
 
 def completion_logprob(model, rows, pad_id: int, per_token: bool = False) -> torch.Tensor:
@@ -90,7 +90,7 @@ class IteratedDPO(ScorerAttack):
                 check_finite(loss.item(), step, a.steps, f"{a.name} round {r + 1}")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                opt.step(0.0) if isinstance(opt, MasterWeights) else opt.step()
+                opt.step()  # no clipping (MasterWeights.step clips only when asked)
             last_loss.append(loss.item())
         model.eval()
         return {"round_success": success, "round_pairs": n_pairs, "round_final_loss": last_loss}
