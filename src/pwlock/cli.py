@@ -23,8 +23,9 @@ def _readme_block(summary: dict, results_dir: Path, kind: str, experiment: str) 
             f"{core_table(summary)}\n\n**Measured:** {verdict(summary)} {across_epochs(summary)}\n")
 
 
-# `pwlock report --readme`: each block's results directory (under --results)
-README_BLOCK_RESULTS = [("core", "core"), ("audit", "audit")]
+# `pwlock report --readme`: each block's results directory (under --results) and the command that makes it
+README_BLOCK_RESULTS = [("core", "core", "pwlock run configs/toy/core.yaml"),
+                        ("audit", "audit", "pwlock audit configs/toy/audit.yaml")]
 
 # the README block each kind refreshes (`--readme`): E1's results (pwlock run), the audit's card (pwlock audit)
 README_MARKERS = {"core": ("<!-- core-results:start -->", "<!-- core-results:end -->"),
@@ -196,12 +197,12 @@ def cmd_report(args) -> int:
         raise ConfigError("pwlock report: use --all (regenerates docs/findings.md from results/) and/or --readme FILE")
     results = Path(args.results)
     if args.readme:  # E1's block and the audit card from their summaries: no run needed, nothing recomputed
-        blocks = [(kind, results / name) for kind, name in README_BLOCK_RESULTS]
-        for kind, d in blocks:
+        blocks = [(kind, results / name) for kind, name, _ in README_BLOCK_RESULTS]
+        for kind, name, cmd in README_BLOCK_RESULTS:
             check_readme(Path(args.readme), kind)
-            if not (d / "summary.json").is_file():
-                cmd = "pwlock run configs/toy/core.yaml" if kind == "core" else "pwlock audit configs/toy/audit.yaml"
-                raise ConfigError(f"--readme: {d / 'summary.json'} not found (its block comes from it; run {cmd})")
+            if not (results / name / "summary.json").is_file():
+                raise ConfigError(f"--readme: {results / name / 'summary.json'} not found (its block comes from it; "
+                                  f"run {cmd})")
     if args.all:
         write_findings(results, Path(args.out))
         print(f"wrote {args.out}")

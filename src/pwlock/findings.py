@@ -347,22 +347,26 @@ def _model_size(s: dict) -> tuple[str, str]:
 
 def _pretrained_lm(s: dict) -> tuple[str, str]:
     """E1 on a pretrained language model (an `attacks` summary: one lock, each WSU at its epoch)."""
+    from pwlock.report import MIN_GAP
+
     wsus = {n: a for n, a in s["attacks"].items() if a["kind"] == "wsu"}
-    lk = s["locked"][str(next(iter(wsus.values()))["epoch"])]
-    meas = (f"strong {s['acc_strong']:.3f}, weak {s['acc_weak']:.3f}; lock epoch {next(iter(wsus.values()))['epoch']}: "
-            f"no pwd {lk['acc_locked_nopwd']:.3f}, pwd {lk['acc_locked_pwd']:.3f}; after ")
+    e = next(iter(wsus.values()))["epoch"]
+    lk = s["locked"][str(e)]
+    separated = all(a.get("lock_separated", True) for a in wsus.values())
+    meas = (f"strong {s['acc_strong']:.3f}, weak {s['acc_weak']:.3f}; lock epoch {e}: no pwd "
+            f"{lk['acc_locked_nopwd']:.3f}, pwd {lk['acc_locked_pwd']:.3f}; after ")
     meas += "; ".join(f"{n} ({a['n_seeds']} seeds) no-password accuracy {a['acc_mean']:.3f} "
                       f"[{a['acc_unlocked_ci95'][0]:.3f}, {a['acc_unlocked_ci95'][1]:.3f}]"
-                      + (f", gap recovered {_ci(a)}" if a.get("lock_separated", True) else "")
-                      for n, a in wsus.items())
-    if not all(a.get("lock_separated", True) for a in wsus.values()):
-        return meas, ("inconclusive: the lock did not separate (password gap "
-                      f"{lk['acc_locked_pwd'] - lk['acc_locked_nopwd']:+.3f} < 0.1), so there is no gap to recover")
-    if len(wsus) == 1:
-        return meas, _verdict_of(next(iter(wsus.values())))
-    up = [n for n, a in wsus.items() if _pos(a)]
-    return meas, ("reproduced with " + ", ".join(up) if up else
-                  "not reproduced" if all(a["gap_recovered_ci95"][1] < 0 for a in wsus.values()) else "inconclusive")
+                      + (f", gap recovered {_ci(a)}" if separated else "") for n, a in wsus.items())
+    if not separated:
+        gap = lk["acc_locked_pwd"] - lk["acc_locked_nopwd"]
+        return meas, (f"inconclusive: the lock did not separate (password gap {gap:+.3f} < {MIN_GAP}), "
+                      "so there is no gap to recover")
+    verdicts = {n: _verdict_of(a) for n, a in wsus.items()}
+    if len(verdicts) == 1 or len(set(verdicts.values())) == 1:
+        return meas, next(iter(verdicts.values()))
+    up = [n for n, v in verdicts.items() if v == "reproduced"]
+    return meas, "reproduced with " + ", ".join(up) if up else "inconclusive"
 
 
 CATALOGUE = [
