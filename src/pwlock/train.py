@@ -144,14 +144,18 @@ class MasterWeights:
             p.copy_(m)
 
 
+def wants_master_weights(params: list[torch.Tensor], master_weights: bool | None = None) -> bool:
+    """Whether `params` train through fp32 master copies: `master_weights` as given, or (None)
+    whenever a parameter is bf16/fp16. The one place that decides it (`train`, `optimizer_for`)."""
+    return any(p.dtype in LOW_PRECISION for p in params) if master_weights is None else master_weights
+
+
 def optimizer_for(params: list[torch.Tensor], name: str, lr: float, weight_decay: float = 0.0,
                   master_weights: bool | None = None):
-    """The optimizer `train` steps `params` with: fp32 `MasterWeights` when `master_weights` (None:
-    whenever a parameter is bf16/fp16), else the plain optimizer. Its `step` takes no argument
-    in the second case; `MasterWeights.step(grad_clip)` clips itself."""
-    if master_weights is None:
-        master_weights = any(p.dtype in LOW_PRECISION for p in params)
-    return (MasterWeights(name, params, lr, weight_decay) if master_weights
+    """The optimizer `train` steps `params` with: fp32 `MasterWeights` when `wants_master_weights`,
+    else the plain optimizer. Its `step` takes no argument in the second case;
+    `MasterWeights.step(grad_clip)` clips itself."""
+    return (MasterWeights(name, params, lr, weight_decay) if wants_master_weights(params, master_weights)
             else make_optimizer(name, params, lr, weight_decay))
 
 
@@ -344,8 +348,7 @@ def train(
     rng = random.Random(seed)
     torch.manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
-    if master_weights is None:
-        master_weights = any(p.dtype in LOW_PRECISION for p in params)
+    master_weights = wants_master_weights(params, master_weights)
     if master_weights and world_size > 1:
         raise ValueError("train: fp32 master weights of a sharded low-precision model are not supported; load "
                          "the model in fp32 and compute in bf16 with FSDP mixed precision (--dtype fp32 "
