@@ -502,7 +502,16 @@ def _search_row(results: Path, name: str) -> dict | None:
     else:
         lo, hi = a["gap_recovered_ci95"]
     return {"name": name, "mean": a["gap_recovered_mean"], "lo": lo, "hi": hi, "per": per, "faith": faith,
-            "n": len(by), "cost": min(cost) if cost else float("nan")}
+            "n": len(by), "cost": min(cost) if cost else float("nan"), "numerics": _numerics_of(d)}
+
+
+def _numerics_of(d: Path) -> str:
+    """The numerics a results directory was made in, from its config.yaml (fast before results
+    recorded their config: the old recipe's mode)."""
+    import yaml
+
+    f = d / "config.yaml"
+    return (yaml.safe_load(f.read_text()) or {}).get("numerics", "fast") if f.is_file() else "fast"
 
 
 def _eligible(r: dict) -> bool:
@@ -558,9 +567,9 @@ def search_section(results: Path) -> list[str]:
            f"{MAX_E1_SECONDS // 60} minutes (estimated: zoo + lock run times + {E1_SECONDS_PER_EPOCH} s per lock "
            "epoch, on the organism whose runs took least: the organisms run one recipe, and what differs between "
            "them is mostly other work sharing the 2 cores).", "",
-           "| rank | config | hypothesis | what changes | organisms | gap recovered (95% t-interval) | per organism "
-           "| faithful | pwd − strong, no pwd − weak (mean) | E1 est. | eligible |",
-           "|---:|---|---|---|---:|---:|---|---:|---:|---:|---|"]
+           "| rank | config | hypothesis | what changes | organisms | numerics | gap recovered (95% t-interval) "
+           "| per organism | faithful | pwd − strong, no pwd − weak (mean) | E1 est. | eligible |",
+           "|---:|---|---|---|---:|---|---:|---|---:|---:|---:|---|"]
     for i, (r, hyp, what) in enumerate(ranked, 1):
         iv = f"[{r['lo']:+.1%}, {r['hi']:+.1%}]" if math.isfinite(r["lo"]) else "(one organism)"
         per = ", ".join(f"{g:+.0%}" + ("*" if ci[0] > 0 else "") for _, g, ci in r["per"])
@@ -569,7 +578,8 @@ def search_section(results: Path) -> list[str]:
         dn = sum(f["nopwd_minus_weak"] for f in r["faith"]) / len(r["faith"])
         cost = f"{r['cost'] / 60:.1f} min" if math.isfinite(r["cost"]) else "–"
         out.append(f"| {i} | [`{r['name']}`](../results/{r['name']}/report.md) | {hyp} | {what} | {r['n']} "
-                   f"| {r['mean']:+.1%} {iv} | {per} | {nf} of {len(r['faith'])} | {dp:+.3f}, {dn:+.3f} | {cost} "
+                   f"| {r['numerics']} | {r['mean']:+.1%} {iv} | {per} | {nf} of {len(r['faith'])} "
+                   f"| {dp:+.3f}, {dn:+.3f} | {cost} "
                    f"| {'yes' if eligible(r) else 'no'} |")
     out += ["", "Per organism: the organism's mean gap recovered over its 5 sample sets; * = its own 95% CI "
             "(test problems x sample sets) is above zero."]

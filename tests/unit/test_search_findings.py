@@ -85,3 +85,13 @@ def test_timings_of_the_same_runs_are_kept(tmp_path, monkeypatch):
     assert timings() == {"zoo": 1.0, "runs": "aaa"}
     measured.update(zoo=3.0, runs="bbb")  # other runs: their times
     assert timings() == {"zoo": 3.0, "runs": "bbb"}
+
+
+def test_each_row_names_the_numerics_it_was_made_in(tmp_path):
+    """A configuration re-run in portable numerics says so; one made before results recorded their
+    config (the search's first runs) reads as fast."""
+    _write(tmp_path, "x3_baseline", [_organism(g, g - 0.05, 0.42) for g in (0.05, 0.08, 0.06)])
+    _write(tmp_path, "x5_shallow_lock", [_organism(g, g - 0.05, 0.43) for g in (0.30, 0.32, 0.28)])
+    (tmp_path / "x5_shallow_lock" / "config.yaml").write_text("experiment: x5_shallow_lock\nnumerics: portable\n")
+    rows = {ln.split("`")[1]: ln for ln in search_section(tmp_path) if ln.startswith("| ") and "`x" in ln}
+    assert "| portable |" in rows["x5_shallow_lock"] and "| fast |" in rows["x3_baseline"]
