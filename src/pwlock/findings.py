@@ -37,20 +37,34 @@ def _load(results: Path, name: str) -> dict | None:
 OLD_RECIPE = "the old recipe (configs/toy/core_v1.yaml: the lock imitates weak2; fast numerics)"
 
 
-def made_with(d: Path) -> str:
-    """What produced a results directory: the lock's weak model, the numerics and the organisms,
-    from its config.yaml; the old recipe for a directory made before results recorded it."""
+def _recorded_config(d: Path) -> dict | None:
+    """A results directory's config.yaml (written by `pwlock run`), or None for a directory made
+    before results recorded their config."""
     import yaml
 
     f = d / "config.yaml"
     if not f.is_file():
-        return f"{OLD_RECIPE}, made before results recorded their config"
+        return None
     try:
         c = yaml.safe_load(f.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{f}: not a config ({e}); rerun its experiment") from None
+    if not isinstance(c, dict):
+        raise ValueError(f"{f}: not a config (a {type(c).__name__}); rerun its experiment")
+    return c
+
+
+def made_with(d: Path) -> str:
+    """What produced a results directory: the lock's weak model, the numerics and the organisms,
+    from its config.yaml; the old recipe for a directory made before results recorded it."""
+    c = _recorded_config(d)
+    if c is None:
+        return f"{OLD_RECIPE}, made before results recorded their config"
+    try:
         weak, numerics, organisms = (c.get("lock") or {}).get("weak_model"), c.get("numerics", "fast"), \
             c.get("organisms") or [c.get("seed", 0)]
-    except (yaml.YAMLError, AttributeError) as e:
-        raise ValueError(f"{f}: not a config ({e}); rerun its experiment") from None
+    except AttributeError as e:
+        raise ValueError(f"{d / 'config.yaml'}: not a config ({e}); rerun its experiment") from None
     return (f"the lock imitates {weak}; {numerics} numerics; {len(organisms)} organism"
             f"{'s' if len(organisms) != 1 else ''} ({', '.join(map(str, organisms))})")
 
@@ -506,12 +520,9 @@ def _search_row(results: Path, name: str) -> dict | None:
 
 
 def _numerics_of(d: Path) -> str:
-    """The numerics a results directory was made in, from its config.yaml (fast before results
-    recorded their config: the old recipe's mode)."""
-    import yaml
-
-    f = d / "config.yaml"
-    return (yaml.safe_load(f.read_text()) or {}).get("numerics", "fast") if f.is_file() else "fast"
+    """The numerics a results directory was made in (fast before results recorded their config:
+    the old recipe's mode)."""
+    return (_recorded_config(d) or {}).get("numerics", "fast")
 
 
 def _eligible(r: dict) -> bool:
