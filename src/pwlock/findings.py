@@ -37,6 +37,11 @@ def _load(results: Path, name: str) -> dict | None:
 OLD_RECIPE = "the old recipe (configs/toy/core_v1.yaml: the lock imitates weak2; fast numerics)"
 
 
+# The configuration whose recipe configs/toy/core.yaml (and step 5's E1, results/e01_organisms/) uses,
+# and when the rule chose it: a later re-run that ranks another first does not re-choose it by itself.
+DEFAULT_CHOSEN = ("x12_closer_weak", "on 2026-12-02 from the search's first runs (fast numerics)")
+
+
 def _recorded_config(d: Path) -> dict | None:
     """A results directory's config.yaml (written by `pwlock run`), or None for a directory made
     before results recorded their config."""
@@ -613,9 +618,22 @@ def search_section(results: Path) -> list[str]:
             + ". Step 4: " + (f"its mean is above the baseline's ({base['mean']:+.1%}), so it replaces the recipe."
                               if replaces else f"its mean is not above the baseline's ({base['mean']:+.1%}): the "
                               "recipe stays, no configuration beat it.")
-            + (" Step 5 (E1 of the chosen recipe on organisms 0-4): "
+            + (f" Step 5 (E1 of the default recipe, `{DEFAULT_CHOSEN[0]}`'s, on organisms 0-4): "
                + ("[`results/e01_organisms/`](../results/e01_organisms/report.md)."
                   if (results / "e01_organisms" / "summary.json").is_file() else "not run yet."))]
+    modes = {}
+    for r, _, _ in ranked:
+        modes.setdefault(r["numerics"], []).append(f"`{r['name']}`")
+    if len(modes) > 1:
+        few = min(modes, key=lambda m: len(modes[m]))
+        out.append(f"The rows are in {len(modes)} numerics ({few}: {', '.join(modes[few])}): the ranking mixes "
+                   "draws made in different numerics and is provisional until every row is in one.")
+    chosen, when = DEFAULT_CHOSEN
+    now = name if replaces else "x3_baseline"
+    if now != chosen:
+        out.append(f"The default recipe (`configs/toy/core.yaml`, step 5's E1) is `{chosen}`'s, chosen by this rule "
+                   f"{when}; on the table above the rule gives `{now}`, and the default has not been re-chosen "
+                   "(see docs/organism-search.md).")
     return [*out, ""]
 
 

@@ -95,3 +95,35 @@ def test_each_row_names_the_numerics_it_was_made_in(tmp_path):
     (tmp_path / "x5_shallow_lock" / "config.yaml").write_text("experiment: x5_shallow_lock\nnumerics: portable\n")
     rows = {ln.split("`")[1]: ln for ln in search_section(tmp_path) if ln.startswith("| ") and "`x" in ln}
     assert "| portable |" in rows["x5_shallow_lock"] and "| fast |" in rows["x3_baseline"]
+
+
+def test_a_ranking_in_mixed_numerics_or_against_the_chosen_default_says_so(tmp_path):
+    """Rows made in different numerics make the ranking provisional; a first place other than the
+    configuration the default recipe was chosen from is named, not silently taken as the default."""
+    from pwlock.findings import DEFAULT_CHOSEN, SEARCH
+
+    def put(name, gaps, numerics="portable"):
+        d = tmp_path / name
+        if d.exists():
+            for f in d.iterdir():
+                f.unlink()
+            d.rmdir()
+        _write(tmp_path, name, [_organism(g, g - 0.05, 0.50) for g in gaps])
+        if numerics != "fast":
+            (d / "config.yaml").write_text(f"experiment: {name}\nnumerics: {numerics}\n")
+
+    big = (0.10, 0.11, 0.12)
+    for name, _, _ in SEARCH:
+        gaps = {"x3_baseline": (0.05, 0.0, 0.05), "x8_overtrained_strong": big}.get(name, (0.0, -0.2, 0.2))
+        put(name, gaps, "fast" if name == "x10_compose" else "portable")
+    text = "\n".join(search_section(tmp_path))
+    assert "the first is `x8_overtrained_strong`" in text
+    assert "in 2 numerics (fast: `x10_compose`)" in text and "provisional" in text
+    assert f"is `{DEFAULT_CHOSEN[0]}`'s" in text and "the rule gives `x8_overtrained_strong`" in text
+    # one numerics, and the rule's first is the chosen default: neither sentence
+    put("x10_compose", (0.0, -0.2, 0.2))
+    put("x8_overtrained_strong", (0.0, -0.2, 0.2))
+    put(DEFAULT_CHOSEN[0], big)
+    text = "\n".join(search_section(tmp_path))
+    assert f"the first is `{DEFAULT_CHOSEN[0]}`" in text
+    assert "provisional" not in text and "has not been re-chosen" not in text
