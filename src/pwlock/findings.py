@@ -554,17 +554,12 @@ def search_ranking(results: Path) -> list[tuple[dict, str, str]]:
     return ranked
 
 
-def search_winner(results: Path) -> tuple[str, bool]:
-    """(the ranking's first configuration, whether it replaces the recipe): rule step 4, it does
-    only if its mean over organisms is above the baseline's (`x3_baseline`)."""
-    ranked = search_ranking(results)
-    if not ranked:
-        raise ValueError(f"no configuration of the organism search has results under {results}")
+def _step4(ranked: list) -> tuple[dict, dict | None, bool]:
+    """(the ranking's first configuration, the baseline's row, whether the first replaces the
+    recipe): rule step 4, it does only if its mean over organisms is above the baseline's."""
     best = ranked[0][0]
     base = next((r for r, _, _ in ranked if r["name"] == "x3_baseline"), None)
-    if base is None:
-        raise ValueError("the baseline x3_baseline has no results: rule step 4 cannot be applied")
-    return best["name"], best["name"] != "x3_baseline" and best["mean"] > base["mean"]
+    return best, base, base is not None and best["name"] != "x3_baseline" and best["mean"] > base["mean"]
 
 
 def search_section(results: Path) -> list[str]:
@@ -604,10 +599,8 @@ def search_section(results: Path) -> list[str]:
         out.append(f"Not run yet (no `results/<name>/` over its organisms): {', '.join(missing)}; until they are, "
                    f"the ranking is not the search's result.")
         return [*out, ""]
-    best = ranked[0][0]
-    base = next((r for r, _, _ in ranked if r["name"] == "x3_baseline"), None)
+    best, base, replaces = _step4(ranked)
     name = best["name"]
-    replaces = base is not None and name != "x3_baseline" and best["mean"] > base["mean"]  # step 4 (search_winner)
     nf = sum(f["faithful"] for f in best["faith"])
     out += ["", "**The rule applied** (every configuration run): "
             + ("no configuration is eligible (step 3: the same ranking over all of them); "
