@@ -20,25 +20,17 @@ from pwlock.config import ConfigError, load_config, organism_config, organism_li
 from pwlock.context import Context
 from pwlock.evaluate import evaluate
 from pwlock.models import load_checkpoint
-from pwlock.plan import planned_run_ids
+from pwlock.stages import lock, zoo
 
 
-def _runs(cfg, cfg_path: str) -> tuple[Path, Path, Path]:
-    """(strong zoo run, weak zoo run, lock run) directories of a one-organism config."""
-    ids = planned_run_ids(cfg)
-    root = Path(cfg.runs_dir)
-
-    def one(stage: str, name: str) -> Path:
-        hits = [i for i in ids.get(stage, []) if i.split("/", 1)[1].rsplit("-", 1)[0] == name]
-        if len(hits) != 1:
-            raise ConfigError(f"{stage} run {name!r}: {len(hits)} planned (expected one)")
-        d = root / hits[0]
-        if not (d / "run.json").is_file() or '"finished"' not in (d / "run.json").read_text():
-            raise ConfigError(f"{d} is not computed: run `pwlock run {cfg_path}` first")
-        return d
-
-    lock_name = f"{cfg.strong_model}-as-{cfg.lock.weak_model}"
-    return one("zoo", cfg.strong_model), one("zoo", cfg.lock.weak_model), one("lock", lock_name)
+def _runs(ctx: Context, cfg_path: str) -> tuple[Path, Path, Path]:
+    """(strong zoo run, weak zoo run, lock run) directories of a one-organism context, as the
+    pipeline keys them; each must be computed."""
+    runs = (zoo.run(ctx, ctx.cfg.strong_model), zoo.run(ctx, ctx.cfg.lock.weak_model), lock.run(ctx))
+    for r in runs:
+        if not r.done:
+            raise ConfigError(f"{r.dir} is not computed: run `pwlock run {cfg_path}` first")
+    return tuple(r.dir for r in runs)
 
 
 def main() -> int:
@@ -55,7 +47,8 @@ def main() -> int:
 
         _numerics(cfg, own_command_line=True)
         organisms = [organism_config(cfg, k) for k in organism_list(cfg)]
-        todo = [(o, *_runs(o, a.config)) for o in organisms]  # every run checked before any evaluation
+        ctxs = [Context(o) for o in organisms]
+        todo = [(c, *_runs(c, a.config)) for c in ctxs]  # every run checked before any evaluation
     except ConfigError as e:
         print(f"lock_split_gap: error: {e}", file=sys.stderr)
         return 2
@@ -64,10 +57,10 @@ def main() -> int:
           f"(epoch_{cfg.lock.epochs})\n")
     print("| organism | split | strong | locked, pwd | pwd − strong | weak | locked, no pwd | no pwd − weak |")
     print("|---:|---|---:|---:|---:|---:|---:|---:|")
-    for o, strong, weak, lock in todo:
-        ctx = Context(o)
+    for ctx, strong, weak, locked in todo:
+        o = ctx.cfg
         models = {k: load_checkpoint(d)[0].eval() for k, d in
-                  (("strong", strong / "model"), ("weak", weak / "model"), ("lock", lock / f"epoch_{o.lock.epochs}"))}
+                  (("strong", strong / "model"), ("weak", weak / "model"), ("lock", locked / f"epoch_{o.lock.epochs}"))}
         for split in ("lock", "test"):
             probs = ctx.splits[split][: a.n]
             s, lp, w, ln = (evaluate(models[name], ctx.tok, ctx.task, probs, password, o.eval)["accuracy"]
